@@ -1,0 +1,102 @@
+"""Which files an embed run reads: paths, recursive directories, stdin lists, shards."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+
+from mclx.errors import UsageError
+
+AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".au"})
+
+
+def parse_path_list(stream: TextIO | None = None, null: bool = False) -> list[str]:
+    """Paths read from a stream, one per line (or NUL-separated); blanks and '#' comments skipped."""
+    stream = stream if stream is not None else sys.stdin
+    text = stream.read()
+    items = text.split("\0") if null else text.splitlines()
+    paths = []
+    for item in items:
+        item = item if null else item.strip()
+        if not item or (not null and item.startswith("#")):
+            continue
+        paths.append(item)
+    return paths
+
+
+def walk_audio(directory: str) -> list[str]:
+    """Audio files under ``directory`` (recursive, by extension), sorted; symlink loops are not followed twice."""
+    found: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    for root, dirs, files in os.walk(directory, followlinks=True):
+        st = os.stat(root)
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            dirs[:] = []
+            continue
+        seen.add(key)
+        dirs.sort()
+        for name in sorted(files):
+            if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
+                found.append(os.path.join(root, name))
+    return found
+
+
+def expand_inputs(inputs: Iterable[str], stdin: TextIO | None = None, null: bool = False) -> list[str]:
+    """Files in input order, duplicates dropped. A missing input path is a usage error."""
+    files: list[str] = []
+    for item in inputs:
+        if item == "-":
+            files.extend(parse_path_list(stdin, null=null))
+        elif os.path.isdir(item):
+            files.extend(walk_audio(item))
+        elif os.path.exists(item) or os.path.islink(item):
+            files.append(item)
+        else:
+            raise UsageError(f"input {item}: no such file or directory")
+    return list(dict.fromkeys(files))
+
+
+def path_shard(path: str, num_shards: int) -> int:
+    """Stable shard of a path: the same on every machine and Python run (no hash seed)."""
+    digest = hashlib.sha1(path.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "big") % num_shards
+
+
+def parse_shard(spec: str | None) -> tuple[int, int] | None:
+    """'I/N' (0 <= I < N) -> (I, N); without a flag, RANK/WORLD_SIZE from torchrun if set."""
+    if spec is None:
+        rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+        if rank is None or world is None:
+            return None
+        spec = f"{rank}/{world}"
+    try:
+        index_s, count_s = spec.split("/")
+        index, count = int(index_s), int(count_s)
+    except ValueError:
+        raise UsageError(f"--shard {spec}: expected I/N, e.g. 0/4") from None
+    if count < 1 or not 0 <= index < count:
+        raise UsageError(f"--shard {spec}: need 0 <= I < N")
+    return index, count
+
+
+def select_shard(files: list[str], shard: tuple[int, int] | None) -> list[str]:
+    if shard is None:
+        return files
+    index, count = shard
+    return [f for f in files if path_shard(f, count) == index]
+
+
+def check_output_writable(output: str) -> None:
+    """Fail before any work if OUTPUT cannot be created where the user asked."""
+    parent = Path(output).parent
+    if not parent.is_dir():
+        raise UsageError(f"output {output}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"output {output}: directory {parent} is not writable")
+    if Path(output).is_dir():
+        raise UsageError(f"output {output}: is a directory")

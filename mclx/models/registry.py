@@ -1,0 +1,112 @@
+"""Which encoders exist, how they are built from arguments, and how a model name is resolved.
+
+A model name is, in this order: a path to a checkpoint, a built-in model (``mfcc``,
+``random-melcnn``, ``random-samplecnn``), or a bundled model from ``weights_manifest.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mclx.errors import ConfigError, UsageError, WeightsError
+from mclx.models.base import Encoder
+from mclx.models.melcnn import MelCNN
+from mclx.models.mfcc import MFCCEncoder
+from mclx.models.samplecnn import SampleCNN
+
+ARCHITECTURES: dict[str, type[Encoder]] = {"mfcc": MFCCEncoder, "melcnn": MelCNN, "samplecnn": SampleCNN}
+BUILTIN = ("mfcc", "random-melcnn", "random-samplecnn")
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+MANIFEST_PATH = PACKAGE_DIR.parent / "weights_manifest.json"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    name: str
+    encoder: Encoder
+    sha256: str
+
+
+def build_encoder(architecture: str, args: dict[str, Any] | None = None) -> Encoder:
+    """A freshly initialised encoder of ``architecture`` built from constructor ``args``."""
+    cls = ARCHITECTURES.get(architecture)
+    if cls is None:
+        raise ConfigError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
+    try:
+        return cls(**(args or {}))
+    except TypeError as exc:
+        raise ConfigError(f"bad arguments for {architecture}: {exc}") from None
+
+
+def read_manifest(path: Path = MANIFEST_PATH) -> dict[str, Any]:
+    if not path.exists():
+        return {"default": "mfcc", "models": []}
+    with open(path) as f:
+        return dict(json.load(f))
+
+
+def default_model_name(manifest_path: Path = MANIFEST_PATH) -> str:
+    return str(read_manifest(manifest_path).get("default", "mfcc"))
+
+
+def model_names(manifest_path: Path = MANIFEST_PATH) -> list[str]:
+    return list(BUILTIN) + [m["name"] for m in read_manifest(manifest_path)["models"]]
+
+
+def verify_bundled(manifest_path: Path = MANIFEST_PATH) -> list[tuple[str, bool, str]]:
+    """(name, ok, message) for every bundled weight file."""
+    from mclx.checkpoint import sha256_file
+
+    rows = []
+    for entry in read_manifest(manifest_path)["models"]:
+        file = PACKAGE_DIR / entry["file"]
+        if not file.exists():
+            rows.append((entry["name"], False, f"{file}: missing"))
+            continue
+        digest = sha256_file(file)
+        ok = digest == entry["sha256"]
+        msg = "ok" if ok else f"{file}: sha256 {digest} != expected {entry['sha256']}"
+        rows.append((entry["name"], ok, msg))
+    return rows
+
+
+def _builtin(name: str) -> LoadedModel:
+    import torch
+
+    if name == "mfcc":
+        encoder = build_encoder("mfcc")
+    else:
+        # A random-initialised CNN is a strong baseline that pretraining must beat; seed it so
+        # every run and machine gets the same network.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            encoder = build_encoder(name.removeprefix("random-"))
+    identity = f"builtin:{name}:{encoder.spec.args_json()}".encode()
+    return LoadedModel(name, encoder.eval(), hashlib.sha256(identity).hexdigest())
+
+
+def load_model(name: str | None = None, manifest_path: Path = MANIFEST_PATH) -> LoadedModel:
+    """Resolve a model name (see module docstring) to an encoder in eval mode."""
+    from mclx.checkpoint import load_encoder
+
+    name = name or default_model_name(manifest_path)
+    if os.sep in name or name.endswith(".safetensors") or Path(name).is_file():
+        if not Path(name).is_file():
+            raise UsageError(f"--model {name}: no such checkpoint file")
+        encoder, digest = load_encoder(name)
+        return LoadedModel(name, encoder, digest)
+    if name in BUILTIN:
+        return _builtin(name)
+    for entry in read_manifest(manifest_path)["models"]:
+        if entry["name"] == name:
+            file = PACKAGE_DIR / entry["file"]
+            if not file.exists():
+                raise WeightsError(f"bundled model {name}: weight file {file} is missing")
+            encoder, digest = load_encoder(file, expected_sha256=entry["sha256"])
+            return LoadedModel(name, encoder, digest)
+    raise UsageError(f"--model {name}: not a checkpoint file nor a known model ({', '.join(model_names(manifest_path))})")
