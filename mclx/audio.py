@@ -6,7 +6,9 @@ decoder processes stay light. No function here holds a whole file in memory.
 
 from __future__ import annotations
 
+import functools
 import math
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -19,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
 BLOCK_FRAMES = 1 << 16
+UNSUPPORTED = {".m4a": "AAC", ".aac": "AAC", ".mp4": "AAC", ".wma": "WMA", ".ape": "Monkey's Audio"}
 
 
 def one_line(exc: BaseException) -> str:
@@ -34,10 +37,15 @@ def decode_blocks(path: str, block_frames: int = BLOCK_FRAMES) -> Iterator[tuple
     """
     import soundfile as sf
 
+    ext = os.path.splitext(path)[1].lower()
+    if ext in UNSUPPORTED:
+        raise DecodeError(f"{ext} ({UNSUPPORTED[ext]}) is not supported by libsndfile; convert to FLAC or WAV")
     try:
+        if os.path.getsize(path) == 0:
+            raise DecodeError("empty file (0 bytes)")
         f = sf.SoundFile(path)
     except sf.LibsndfileError as exc:
-        raise DecodeError(f"unreadable audio: {one_line(exc)}") from None
+        raise DecodeError(f"unreadable audio: {getattr(exc, 'error_string', '') or one_line(exc)}") from None
     except OSError as exc:
         raise DecodeError(f"cannot open: {exc.strerror or one_line(exc)}") from None
     total = 0
@@ -71,15 +79,13 @@ class StreamResampler:
     """
 
     def __init__(self, orig_rate: int, new_rate: int, device: torch.device | str = "cpu") -> None:
-        import torchaudio
-
         g = math.gcd(orig_rate, new_rate)
         self.orig, self.new = orig_rate // g, new_rate // g
         self.identity = self.orig == self.new
         self.device = device
         self.transform = None
         if not self.identity:
-            self.transform = torchaudio.transforms.Resample(orig_rate, new_rate).to(device)
+            self.transform = _resample_transform(orig_rate, new_rate, str(device))
             half_width = self.transform.width  # input samples on each side the kernel reaches
             self.context = self.orig * (half_width // self.orig + 2)
         self.pending: torch.Tensor | None = None  # input samples from (emitted - context)
@@ -127,6 +133,14 @@ class StreamResampler:
         count = math.ceil(total * self.new / self.orig) - self.emitted * self.new // self.orig
         self.pending = None
         return out[first : first + count]
+
+
+@functools.lru_cache(maxsize=32)
+def _resample_transform(orig_rate: int, new_rate: int, device: str) -> torch.nn.Module:
+    """One sinc kernel per (rates, device): building it is slow for rates with a small gcd."""
+    import torchaudio
+
+    return torchaudio.transforms.Resample(orig_rate, new_rate).to(device)
 
 
 def _empty() -> torch.Tensor:

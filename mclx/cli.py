@@ -1,0 +1,240 @@
+"""The mclx command line: parse flags, call the library, map errors to exit codes.
+
+Exit codes: 0 success, 1 finished with failed inputs, 2 usage/config/input error,
+130 interrupted. Heavy modules are imported inside the commands so that
+``mclx --help`` and ``mclx --version`` answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from mclx import __version__
+from mclx.errors import MclxError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Contrastive music-audio representations: embed, train, probe.",
+)
+
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or log lines.")]
+Json = Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mclx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """mclx: embed audio folders, train contrastive encoders, probe embeddings."""
+
+
+def _log(message: str, quiet: bool = False) -> None:
+    if not quiet:
+        print(message, file=sys.stderr)
+
+
+@app.command()
+def embed(
+    inputs: Annotated[list[str], typer.Argument(help="Audio files, directories, or '-' for a path list on stdin.")],
+    output: Annotated[str, typer.Argument(help="The HDF5 store to write or resume.")],
+    model: Annotated[str | None, typer.Option(help="Bundled model name or checkpoint path.")] = None,
+    level: Annotated[str, typer.Option(help="global | segment | both")] = "global",
+    window: Annotated[float | None, typer.Option(help="Window length in seconds (default: the model's).")] = None,
+    hop: Annotated[float | None, typer.Option(help="Hop in seconds (default: = window).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Windows per forward pass.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16")] = "auto",
+    workers: Annotated[int | None, typer.Option(help="Decoding processes.")] = None,
+    shard: Annotated[str | None, typer.Option(help="I/N: only files in shard I (0-based) of N.")] = None,
+    null: Annotated[bool, typer.Option("--null", help="Paths on stdin are NUL-separated.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Start a new store instead of resuming.")] = False,
+    fail_fast: Annotated[bool, typer.Option(help="Stop at the first unreadable file.")] = False,
+    as_json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Embed audio into an HDF5 store (resumable, fault-tolerant, shardable)."""
+    from mclx.inputs import check_output_writable, expand_inputs, parse_shard, select_shard
+    from mclx.pipeline import EmbedSettings
+    from mclx.pipeline import embed as run_embed
+
+    check_output_writable(output)
+    shard_spec = parse_shard(shard)
+    files = select_shard(expand_inputs(inputs, null=null), shard_spec)
+    if not files:
+        _log("mclx: no audio files found in the inputs", quiet)
+    settings = EmbedSettings(
+        model=model,
+        level=level,
+        window_s=window,
+        hop_s=hop,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        workers=workers,
+        overwrite=overwrite,
+        fail_fast=fail_fast,
+        quiet=quiet,
+    )
+    summary = run_embed(files, output, settings, argv=sys.argv[1:])
+    if as_json:
+        print(json.dumps(summary.as_json()))
+    _log(
+        f"{output}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already done; "
+        f"{summary.audio_s / 3600:.2f} h audio in {summary.wall_s:.1f} s ({summary.xrt:.0f}x realtime)",
+        quiet,
+    )
+    for path, error in summary.failures[:20]:
+        _log(f"  failed: {path}: {error}", quiet)
+    if len(summary.failures) > 20:
+        _log(f"  ... and {len(summary.failures) - 20} more (mclx info {output})", quiet)
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def info(store: Annotated[str, typer.Argument(help="An HDF5 embedding store.")], as_json: Json = False) -> None:
+    """Model, settings, counts and failed files of a store."""
+    from mclx.store import read_store
+
+    data = read_store(store)
+    failed = [(r.path, r.error) for r in data.records if r.status != "ok"]
+    ok = [r for r in data.records if r.status == "ok"]
+    summary: dict[str, Any] = {
+        "store": store,
+        "attrs": {k: v for k, v in data.attrs.items() if not isinstance(v, bytes)},
+        "files": len(data.records),
+        "ok": len(ok),
+        "failed": len(failed),
+        "segments": sum(r.segment_count for r in ok),
+        "audio_s": sum(r.duration_s for r in ok),
+        "failures": [{"path": p, "error": e} for p, e in failed],
+    }
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=store, show_header=False)
+    for key in ("model", "model_sha256", "sample_rate", "window_s", "hop_s", "dim", "level", "precision"):
+        table.add_row(key, str(data.attrs.get(key)))
+    table.add_row("created", str(data.attrs.get("created_utc")))
+    table.add_row("files", f"{summary['files']} ({summary['ok']} ok, {summary['failed']} failed)")
+    table.add_row("segments", str(summary["segments"]))
+    table.add_row("audio", f"{summary['audio_s'] / 3600:.2f} h")
+    console.print(table)
+    for path, error in failed:
+        console.print(f"[red]failed[/red] {path}: {error}", highlight=False, markup=True)
+
+
+@app.command()
+def merge(
+    output: Annotated[str, typer.Argument(help="The merged store to write.")],
+    stores: Annotated[list[str], typer.Argument(help="Shard stores made with identical settings.")],
+    quiet: Quiet = False,
+) -> None:
+    """Join shard stores into one."""
+    from mclx.inputs import check_output_writable
+    from mclx.store import merge_stores
+
+    check_output_writable(output)
+    data = merge_stores(output, stores)
+    _log(f"{output}: {len(data.records)} files from {len(stores)} stores", quiet)
+
+
+@app.command()
+def models(
+    verify: Annotated[bool, typer.Option(help="Check every bundled file's sha256.")] = False,
+    as_json: Json = False,
+) -> None:
+    """List the built-in and bundled models."""
+    from mclx.models.registry import BUILTIN, default_model_name, read_manifest, verify_bundled
+
+    manifest = read_manifest()
+    default = default_model_name()
+    rows: list[dict[str, Any]] = [
+        {"name": name, "kind": "built-in", "default": name == default} for name in BUILTIN
+    ]
+    rows += [{**m, "kind": "bundled", "default": m["name"] == default} for m in manifest["models"]]
+    checks = {name: (ok, msg) for name, ok, msg in verify_bundled()} if verify else {}
+    for row in rows:
+        if row["name"] in checks:
+            row["verified"], row["verify_message"] = checks[row["name"]]
+    if as_json:
+        print(json.dumps(rows))
+    else:
+        for row in rows:
+            mark = "*" if row["default"] else " "
+            extra = f"  sha256 {row['verify_message']}" if "verified" in row else ""
+            print(f"{mark} {row['name']:<20} {row['kind']}{extra}")
+    if any(not ok for ok, _ in checks.values()):
+        raise typer.Exit(2)
+
+
+@app.command()
+def train(
+    config: Annotated[str, typer.Argument(help="Training configuration (TOML).")],
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value (TOML).")] = None,
+    out: Annotated[str | None, typer.Option(help="Output directory.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Contrastive pretraining from a TOML file."""
+    from mclx.train import run_training
+
+    summary = run_training(config, out, resume, list(set_ or []), quiet=quiet)
+    _log(json.dumps(summary, default=str), quiet)
+
+
+@app.command()
+def probe(
+    task: Annotated[str, typer.Option(help="Task name (folder under $MCLX_DATA).")],
+    data: Annotated[str | None, typer.Option(help="Task directory (default: $MCLX_DATA/TASK).")] = None,
+    layout: Annotated[str | None, typer.Option(help="gtzan | nsynth | csv (default: detected).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model to embed the task with.")] = None,
+    embeddings: Annotated[str | None, typer.Option(help="An existing embedding store.")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Baseline features: mfcc.")] = None,
+    head: Annotated[str, typer.Option(help="linear | mlp | both")] = "both",
+    seeds: Annotated[int, typer.Option(help="Seeds per result.")] = 5,
+    label: Annotated[str | None, typer.Option(help="nsynth label field.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    out: Annotated[str | None, typer.Option(help="Results JSON path.")] = None,
+    plot: Annotated[str | None, typer.Option(help="Results PNG path.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Linear and MLP probes of embeddings on a labelled task."""
+    from mclx.probe import run_probe
+
+    results = run_probe(
+        task, data, layout, model, embeddings, baseline, head, seeds, out, plot,
+        label_field=label, device=device, quiet=quiet,
+    )  # fmt: skip
+    if out is None:
+        print(json.dumps(results))
+
+
+def main() -> None:
+    """Console entry point: domain errors end in one line and their exit code."""
+    try:
+        app()
+    except MclxError as exc:
+        print(f"mclx: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("mclx: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,180 @@
+"""A pool of decoder processes that stream mono blocks of many files to the encoder process.
+
+Each worker owns two pipes (tasks in, blocks out), so a worker that hangs or crashes is
+killed and replaced without disturbing the others, and the file it held is reported
+as failed. Pipes give back-pressure: a worker waits while the encoder is busy, so the
+memory in flight is a few blocks per worker whatever the file lengths.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import numpy as np
+
+from mclx.audio import BLOCK_FRAMES, decode_blocks, one_line
+from mclx.errors import DecodeError
+
+PREFETCH = 2  # files assigned to a worker at once: the current one and the next
+
+
+@dataclass(frozen=True)
+class Event:
+    """kind: "start" (rate set), "block" (block set), "end", or "error" (reason set)."""
+
+    kind: str
+    index: int
+    rate: int = 0
+    block: np.ndarray | None = None
+    reason: str = ""
+
+
+def _worker_main(tasks: Connection, results: Connection, block_frames: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    while True:
+        try:
+            task = tasks.recv()
+        except (EOFError, OSError):
+            return
+        if task is None:
+            return
+        index, path = task
+        try:
+            started = False
+            for rate, block in decode_blocks(path, block_frames):
+                if not started:
+                    results.send(("start", index, rate))
+                    started = True
+                results.send(("block", index, block))
+            results.send(("end", index))
+        except DecodeError as exc:
+            results.send(("error", index, str(exc)))
+        except (BrokenPipeError, EOFError, ConnectionResetError):
+            return
+        except Exception as exc:  # a decoder bug must not stop the run: record it
+            results.send(("error", index, f"{type(exc).__name__}: {one_line(exc)}"))
+
+
+@dataclass
+class _Worker:
+    process: Any
+    tasks: Connection
+    results: Connection
+    assigned: deque[int] = field(default_factory=deque)
+    last_progress: float = 0.0
+
+
+class DecoderPool:
+    """Decode ``paths[i]`` for every index in ``order``; events arrive per file in order."""
+
+    def __init__(
+        self,
+        paths: Sequence[str],
+        order: Sequence[int],
+        workers: int,
+        block_frames: int = BLOCK_FRAMES,
+        timeout_s: float = 120.0,
+    ) -> None:
+        self.paths = paths
+        self.todo: deque[int] = deque(order)
+        self.block_frames = block_frames
+        self.timeout_s = timeout_s
+        self.ctx = mp.get_context("spawn")
+        self.workers = [self._spawn() for _ in range(max(1, min(workers, len(order) or 1)))]
+        for w in self.workers:
+            self._fill(w)
+
+    def _spawn(self) -> _Worker:
+        task_r, task_w = self.ctx.Pipe(duplex=False)
+        res_r, res_w = self.ctx.Pipe(duplex=False)
+        proc = self.ctx.Process(target=_worker_main, args=(task_r, res_w, self.block_frames), daemon=True)
+        proc.start()
+        task_r.close()
+        res_w.close()
+        return _Worker(proc, task_w, res_r, last_progress=time.monotonic())
+
+    def _fill(self, w: _Worker) -> None:
+        while len(w.assigned) < PREFETCH and self.todo:
+            index = self.todo.popleft()
+            w.assigned.append(index)
+            w.tasks.send((index, self.paths[index]))
+        w.last_progress = time.monotonic()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.todo) or any(w.assigned for w in self.workers)
+
+    def poll(self, timeout: float) -> list[Event]:
+        """Events ready now (waiting at most ``timeout`` s for the first)."""
+        conns = {w.results: w for w in self.workers if w.assigned}
+        events: list[Event] = []
+        for conn in wait(list(conns), timeout):
+            w = conns[conn]  # type: ignore[index]
+            try:
+                while w.assigned and conn.poll():  # type: ignore[union-attr]
+                    events.append(self._receive(w, conn.recv()))  # type: ignore[union-attr]
+            except (EOFError, OSError):
+                events.extend(self._replace(w, "decoder process died"))
+        now = time.monotonic()
+        for w in self.workers:
+            if w.assigned and not w.process.is_alive():
+                events.extend(self._replace(w, f"decoder process died (exit code {w.process.exitcode})"))
+            elif w.assigned and now - w.last_progress > self.timeout_s:
+                events.extend(self._replace(w, f"decoding timed out (no progress for {self.timeout_s:g} s)"))
+        return events
+
+    def _receive(self, w: _Worker, msg: tuple[Any, ...]) -> Event:
+        w.last_progress = time.monotonic()
+        kind, index = msg[0], msg[1]
+        if kind == "start":
+            return Event("start", index, rate=msg[2])
+        if kind == "block":
+            return Event("block", index, block=msg[2])
+        w.assigned.popleft()
+        self._fill(w)
+        return Event(kind, index, reason=msg[2] if kind == "error" else "")
+
+    def _replace(self, w: _Worker, reason: str) -> list[Event]:
+        """Kill a stuck or dead worker, fail its current file, hand the rest to a new one."""
+        if w.process.is_alive():
+            w.process.kill()
+        w.process.join(5)
+        lost = w.assigned.popleft()
+        pending = list(w.assigned)
+        for conn in (w.tasks, w.results):
+            conn.close()
+        fresh = self._spawn()
+        self.workers[self.workers.index(w)] = fresh
+        for index in pending:
+            fresh.assigned.append(index)
+            fresh.tasks.send((index, self.paths[index]))
+        self._fill(fresh)
+        return [Event("error", lost, reason=reason)]
+
+    def close(self) -> None:
+        for w in self.workers:
+            try:
+                w.tasks.send(None)
+            except OSError:
+                pass
+        deadline = time.monotonic() + 2
+        for w in self.workers:
+            w.process.join(max(0.0, deadline - time.monotonic()))
+            if w.process.is_alive():
+                w.process.kill()
+                w.process.join(1)
+            for conn in (w.tasks, w.results):
+                conn.close()
+
+
+def default_workers(device_type: str) -> int:
+    cores = os.cpu_count() or 1
+    return min(16, cores) if device_type == "cuda" else max(1, cores // 2)

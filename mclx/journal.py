@@ -1,0 +1,137 @@
+"""The embed journal: finished files appended as small atomic chunk files next to the output.
+
+``OUTPUT.h5.journal/`` holds ``settings.json``, a ``lock`` file (one writer at a time) and
+``chunk-NNNNNNNN.npz`` files. Each chunk is written to a temporary name, fsynced and
+renamed, so a kill -9 at any instant leaves only whole chunks; the next run reads them
+back and carries on. When the store is complete the journal is removed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mclx.checkpoint import atomic_write_bytes
+from mclx.errors import StoreError, UsageError
+from mclx.store import FileRecord, settings_mismatch
+
+
+class Journal:
+    def __init__(self, output: str | os.PathLike[str]) -> None:
+        self.output = Path(output)
+        self.dir = self.output.with_name(self.output.name + ".journal")
+        self._lock_fd: int | None = None
+        self._next = 0
+
+    def open(self, attrs: dict[str, Any], fresh: bool) -> list[FileRecord]:
+        """Take the lock and return the records already journaled (none when ``fresh``)."""
+        self.dir.mkdir(exist_ok=True)
+        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise UsageError(
+                f"{self.output}: another mclx embed is writing this output (lock {self.dir / 'lock'})"
+            ) from None
+        self._lock_fd = fd
+        settings_file = self.dir / "settings.json"
+        chunks = sorted(self.dir.glob("chunk-*.npz"))
+        if fresh:
+            for chunk in chunks:
+                chunk.unlink()
+            chunks = []
+        elif settings_file.exists():
+            previous = json.loads(settings_file.read_text())
+            bad = settings_mismatch(previous, attrs)
+            if bad:
+                raise StoreError(
+                    f"{self.output}: an unfinished run used other settings ({', '.join(bad)}); "
+                    "use --overwrite to start again"
+                )
+        atomic_write_bytes(settings_file, json.dumps(attrs, sort_keys=True).encode())
+        records: list[FileRecord] = []
+        for chunk in chunks:
+            records.extend(_read_chunk(chunk))
+            self._next = max(self._next, int(chunk.stem.split("-")[1]) + 1)
+        for stale in self.dir.glob(".chunk-*"):
+            stale.unlink()
+        return records
+
+    def append(self, records: Sequence[FileRecord], dim: int) -> None:
+        if not records:
+            return
+        atomic_write_bytes(self.dir / f"chunk-{self._next:08d}.npz", _chunk_bytes(records, dim))
+        self._next += 1
+
+    def remove(self) -> None:
+        """Delete the journal (the store now holds everything) and release the lock."""
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.close()
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+
+def _chunk_bytes(records: Sequence[FileRecord], dim: int) -> bytes:
+    meta = [
+        {
+            "path": r.path,
+            "status": r.status,
+            "error": r.error,
+            "duration_s": r.duration_s,
+            "size_bytes": r.size_bytes,
+            "mtime_ns": r.mtime_ns,
+            "segment_count": r.segment_count,
+            "has_segments": r.segments is not None,
+        }
+        for r in records
+    ]
+    glob = np.full((len(records), dim), np.nan, dtype=np.float32)
+    for i, r in enumerate(records):
+        if r.global_ is not None:
+            glob[i] = r.global_
+    segs = [r.segments for r in records if r.segments is not None]
+    buf = io.BytesIO()
+    np.savez(
+        buf,
+        meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+        global_=glob,
+        segments=np.concatenate(segs) if segs else np.zeros((0, dim), np.float32),
+        starts=np.concatenate([r.starts for r in records if r.segments is not None] or [np.zeros(0)]),
+        ends=np.concatenate([r.ends for r in records if r.segments is not None] or [np.zeros(0)]),
+    )
+    return buf.getvalue()
+
+
+def _read_chunk(path: Path) -> list[FileRecord]:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+            glob, segs, starts, ends = z["global_"], z["segments"], z["starts"], z["ends"]
+    except Exception as exc:
+        raise StoreError(f"{path}: unreadable journal chunk ({exc}); use --overwrite to start again") from None
+    records, offset = [], 0
+    for i, m in enumerate(meta):
+        rec = FileRecord(
+            m["path"], m["status"], m["error"], m["duration_s"], m["size_bytes"], m["mtime_ns"], m["segment_count"]
+        )
+        if rec.status == "ok":
+            rec.global_ = glob[i]
+        if m["has_segments"]:
+            n = rec.segment_count
+            rec.segments = segs[offset : offset + n]
+            rec.starts, rec.ends = starts[offset : offset + n], ends[offset : offset + n]
+            offset += n
+        records.append(rec)
+    return records

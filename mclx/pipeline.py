@@ -1,0 +1,429 @@
+"""The embed pipeline: file list -> decoder processes -> windows -> batched encoder -> store.
+
+Windows from many files are packed into full batches; decoding runs in other processes
+while the encoder works; finished files go to the journal every few seconds and the
+store is built from it at the end, rows in input order.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mclx import __version__
+from mclx.errors import Interrupted, MclxError, UsageError
+from mclx.inputs import check_output_writable
+from mclx.journal import Journal
+from mclx.store import FileRecord, read_attrs, read_store, settings_mismatch, write_store
+
+LEVELS = ("global", "segment", "both")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+JOURNAL_EVERY_S = 2.0
+
+
+@dataclass(frozen=True)
+class EmbedSettings:
+    model: str | None = None  # bundled name or checkpoint path; None: the default model
+    level: str = "global"
+    window_s: float | None = None  # None: the model's window
+    hop_s: float | None = None  # None: = window
+    batch_size: int | None = None  # None: automatic
+    device: str = "auto"
+    precision: str = "auto"
+    workers: int | None = None
+    overwrite: bool = False
+    fail_fast: bool = False
+    quiet: bool = False
+    decode_timeout_s: float = 120.0
+
+
+@dataclass
+class EmbedSummary:
+    output: str
+    files: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0  # already in the store or journal from an earlier run
+    audio_s: float = 0.0  # audio embedded by this run
+    wall_s: float = 0.0
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def xrt(self) -> float:
+        return self.audio_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "output": self.output,
+            "files": self.files,
+            "ok": self.ok,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "audio_s": round(self.audio_s, 3),
+            "wall_s": round(self.wall_s, 3),
+            "x_realtime": round(self.xrt, 1),
+            "failures": [{"path": p, "error": e} for p, e in self.failures],
+        }
+
+
+def resolve_device(device: str) -> Any:
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
+    return dev
+
+
+def resolve_precision(precision: str, device_type: str) -> str:
+    if precision not in PRECISIONS:
+        raise UsageError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if device_type == "cuda" else "fp32"
+    return precision
+
+
+@dataclass
+class _Active:
+    """A file being decoded: its resampler, window cutter and the embeddings so far."""
+
+    index: int
+    resampler: Any
+    cutter: Any
+    native_rate: int
+    native_frames: int = 0
+    windows: list[Any] = field(default_factory=list)
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    ended: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.ended and len(self.embeddings) == len(self.windows)
+
+
+@contextmanager
+def _stop_on_signals() -> Iterator[list[int]]:
+    """Turn SIGINT/SIGTERM into a flag checked by the loop (main thread only)."""
+    caught: list[int] = []
+    try:
+        old = {s: signal.signal(s, lambda signum, _f: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:  # not the main thread
+        yield caught
+        return
+    try:
+        yield caught
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
+def _stat(path: str) -> tuple[int, int, str]:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        return -1, -1, f"cannot stat: {exc.strerror}"
+    return st.st_size, st.st_mtime_ns, ""
+
+
+def embed(
+    files: Sequence[str],
+    output: str,
+    settings: EmbedSettings = EmbedSettings(),  # noqa: B008 - frozen, shared safely
+    argv: Sequence[str] | None = None,
+    on_progress: Callable[[EmbedSummary], None] | None = None,
+) -> EmbedSummary:
+    """Embed ``files`` into the store ``output``, resuming whatever an earlier run left.
+
+    Raises UsageError before any work for bad settings or an unwritable output,
+    StoreError for a store made with other settings, Interrupted on SIGINT/SIGTERM.
+    """
+    from mclx.models.registry import load_model
+
+    started = time.monotonic()
+    if settings.level not in LEVELS:
+        raise UsageError(f"--level {settings.level}: expected one of {', '.join(LEVELS)}")
+    check_output_writable(output)
+    device = resolve_device(settings.device)
+    precision = resolve_precision(settings.precision, device.type)
+    loaded = load_model(settings.model)
+    encoder = loaded.encoder.to(device).eval()
+    spec = encoder.spec
+    window_s = settings.window_s or spec.window_s
+    hop_s = settings.hop_s or window_s
+    if window_s <= 0 or hop_s <= 0:
+        raise UsageError("--window and --hop must be positive")
+    window, hop = round(window_s * spec.sample_rate), round(hop_s * spec.sample_rate)
+    batch_size = settings.batch_size or (256 if device.type == "cuda" else 32)
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    attrs: dict[str, Any] = {
+        "format": "mclx-embeddings",
+        "format_version": 1,
+        "mclx_version": __version__,
+        "model": loaded.name,
+        "model_sha256": loaded.sha256,
+        "model_config": json.dumps({"architecture": spec.architecture, **spec.args}, sort_keys=True),
+        "sample_rate": spec.sample_rate,
+        "window_s": float(window_s),
+        "hop_s": float(hop_s),
+        "dim": spec.embedding_dim,
+        "level": settings.level,
+        "pooling": "mean",
+        "precision": precision,
+        "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
+        "argv": json.dumps(list(argv) if argv is not None else []),
+    }
+
+    out_path = Path(output)
+    previous: list[FileRecord] = []
+    if out_path.exists() and not settings.overwrite:
+        bad = settings_mismatch(read_attrs(out_path), attrs)
+        if bad:
+            raise UsageError(
+                f"{output}: existing store was made with other settings ({', '.join(bad)}); "
+                "use --overwrite to replace it"
+            )
+        previous = read_store(out_path).records
+    journal = Journal(out_path)
+    try:
+        previous += journal.open(attrs, fresh=settings.overwrite)
+        done = {r.key: r for r in previous}  # later records win
+        summary = EmbedSummary(output=output, files=len(files))
+        records: list[FileRecord | None] = [None] * len(files)
+        todo: list[int] = []
+        for i, path in enumerate(files):
+            size, mtime, err = _stat(path)
+            prior = done.get((path, size, mtime))
+            if prior is not None and prior.status == "ok":
+                records[i] = prior
+                summary.skipped += 1
+            elif err:
+                records[i] = FileRecord(path, "failed", err, math.nan, size, mtime)
+            else:
+                records[i] = FileRecord(path, "pending", "", math.nan, size, mtime)
+                todo.append(i)
+        run = _Run(files, records, todo, encoder, device, precision, window, hop, batch_size, settings, journal, summary)
+        with _stop_on_signals() as caught:
+            run.loop(caught, on_progress)
+        if run.stopped_by_signal:
+            raise Interrupted(f"interrupted: {len(todo) - run.finished} files left; run again to resume")
+        final = [r for r in records if r is not None and r.status != "pending"]
+        current = {r.path for r in final}
+        final += [r for r in _latest(previous) if r.path not in current]
+        write_store(out_path, attrs, final)
+        if not run.stopped_early:
+            journal.remove()
+    finally:
+        journal.close()
+    for r in records:
+        if r is None or r.status == "pending":
+            continue
+        if r.status == "ok":
+            summary.ok += 1
+        else:
+            summary.failed += 1
+            summary.failures.append((r.path, r.error))
+    summary.wall_s = time.monotonic() - started
+    return summary
+
+
+def _latest(records: list[FileRecord]) -> list[FileRecord]:
+    latest: dict[str, FileRecord] = {}
+    for r in records:
+        latest[r.path] = r
+    return list(latest.values())
+
+
+class _Run:
+    """State of one embed loop: active files, the pending windows, the unjournaled records."""
+
+    def __init__(
+        self,
+        files: Sequence[str],
+        records: list[FileRecord | None],
+        todo: list[int],
+        encoder: Any,
+        device: Any,
+        precision: str,
+        window: int,
+        hop: int,
+        batch_size: int,
+        settings: EmbedSettings,
+        journal: Journal,
+        summary: EmbedSummary,
+    ) -> None:
+        self.files, self.records, self.todo = files, records, todo
+        self.encoder, self.device, self.precision = encoder, device, precision
+        self.window, self.hop, self.batch_size = window, hop, batch_size
+        self.settings, self.journal, self.summary = settings, journal, summary
+        self.dim = encoder.spec.embedding_dim
+        self.rate = encoder.spec.sample_rate
+        self.keep_segments = settings.level in ("segment", "both")
+        self.active: dict[int, _Active] = {}
+        self.pending: list[tuple[_Active, Any]] = []  # (file, (window,) tensor)
+        self.unjournaled: list[FileRecord] = []
+        self.finished = 0
+        self.stopped_by_signal = False
+        self.stopped_early = False
+
+    def loop(self, caught: list[int], on_progress: Callable[[EmbedSummary], None] | None) -> None:
+        from tqdm import tqdm
+
+        from mclx.decoders import DecoderPool, default_workers
+
+        if not self.todo:
+            return
+        workers = self.settings.workers or default_workers(self.device.type)
+        bar = tqdm(
+            total=len(self.todo),
+            unit="file",
+            disable=self.settings.quiet or not sys.stderr.isatty(),
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+        t0 = time.monotonic()
+        last_journal = t0
+        pool = DecoderPool(self.files, self.todo, workers, timeout_s=self.settings.decode_timeout_s)
+        try:
+            while pool.busy or self.pending:
+                if caught:
+                    self.stopped_by_signal = True
+                    break
+                if len(self.pending) >= self.batch_size or (not pool.busy and self.pending):
+                    self._forward()
+                else:
+                    for event in pool.poll(timeout=0.2):
+                        self._handle(event)
+                if self.settings.fail_fast and self.summary.failed:
+                    self.stopped_early = True
+                    break
+                now = time.monotonic()
+                if now - last_journal >= JOURNAL_EVERY_S:
+                    self._journal()
+                    last_journal = now
+                done = self.finished - bar.n
+                if done:
+                    hours = self.summary.audio_s / 3600
+                    bar.set_postfix_str(f"{hours:.2f} h audio, {self.summary.audio_s / (now - t0):.0f}x realtime")
+                    bar.update(done)
+                    if on_progress is not None:
+                        on_progress(self.summary)
+        finally:
+            pool.close()
+            bar.close()
+            self._journal()
+        self.summary.failed = 0  # recounted from the records by embed()
+
+    def _handle(self, event: Any) -> None:
+        import torch
+
+        from mclx.audio import StreamResampler, WindowCutter
+
+        if event.kind == "start":
+            resampler = StreamResampler(event.rate, self.rate, self.device)
+            self.active[event.index] = _Active(event.index, resampler, WindowCutter(self.window, self.hop), event.rate)
+            return
+        state = self.active.get(event.index)
+        if event.kind == "block" and state is not None:
+            state.native_frames += len(event.block)
+            samples = state.resampler.push(torch.from_numpy(event.block).to(self.device, non_blocking=True))
+            self._enqueue(state, *state.cutter.push(samples))
+        elif event.kind == "end" and state is not None:
+            self._enqueue(state, *state.cutter.push(state.resampler.flush()))
+            self._enqueue(state, *state.cutter.finish())
+            state.ended = True
+            if not state.windows:  # decoder read frames that resampled to nothing
+                self._fail(event.index, "no audio frames")
+            elif state.complete:
+                self._complete(state)
+        elif event.kind == "error":
+            self.pending = [(s, x) for s, x in self.pending if s.index != event.index]
+            self._fail(event.index, event.reason)
+
+    def _enqueue(self, state: _Active, windows: list[Any], chunks: list[Any]) -> None:
+        state.windows.extend(windows)
+        self.pending.extend((state, c) for c in chunks)
+
+    def _forward(self) -> None:
+        import torch
+
+        batch, self.pending = self.pending[: self.batch_size], self.pending[self.batch_size :]
+        x = torch.zeros(self.batch_size, self.window, device=self.device)
+        # Always a full batch (zero rows pad the last one): the same shapes every time keep
+        # each row's result independent of which other windows share its batch.
+        for row, (_, chunk) in enumerate(batch):
+            x[row] = chunk
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        with (
+            torch.inference_mode(),
+            torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+        ):
+            out = self.encoder(x)
+        emb = out.float().cpu().numpy()
+        for row, (state, _) in enumerate(batch):
+            if state.index not in self.active:
+                continue
+            state.embeddings.append(emb[row])
+            if state.complete:
+                self._complete(state)
+
+    def _complete(self, state: _Active) -> None:
+        del self.active[state.index]
+        rec = self.records[state.index]
+        assert rec is not None
+        emb = np.stack(state.embeddings).astype(np.float32)  # (k, D)
+        if not np.isfinite(emb).all():
+            self._set_failed(rec, "encoder produced non-finite values")
+            return
+        rec.status, rec.error = "ok", ""
+        rec.duration_s = state.native_frames / state.native_rate
+        rec.segment_count = len(state.windows)
+        rec.global_ = emb.mean(axis=0, dtype=np.float64).astype(np.float32)
+        if self.keep_segments:
+            rec.segments = emb
+            rec.starts = np.array([w.start / self.rate for w in state.windows], dtype=np.float64)
+            rec.ends = np.array([min(w.end / self.rate, rec.duration_s) for w in state.windows], dtype=np.float64)
+            if rec.segment_count == 1 and state.windows[0].end < self.window:
+                rec.ends[0] = rec.duration_s
+        self.summary.audio_s += rec.duration_s
+        self.finished += 1
+        self.unjournaled.append(rec)
+
+    def _fail(self, index: int, reason: str) -> None:
+        self.active.pop(index, None)
+        rec = self.records[index]
+        assert rec is not None
+        self._set_failed(rec, reason)
+
+    def _set_failed(self, rec: FileRecord, reason: str) -> None:
+        rec.status, rec.error = "failed", reason
+        rec.global_, rec.segments, rec.segment_count = None, None, 0
+        self.summary.failed += 1
+        self.finished += 1
+        self.unjournaled.append(rec)
+
+    def _journal(self) -> None:
+        try:
+            self.journal.append(self.unjournaled, self.dim)
+        except OSError as exc:
+            raise MclxError(f"cannot write the journal in {self.journal.dir}: {exc.strerror}") from None
+        self.unjournaled = []
