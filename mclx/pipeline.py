@@ -30,7 +30,7 @@ from mclx.store import FileRecord, read_attrs, read_store, settings_mismatch, wr
 
 LEVELS = ("global", "segment", "both")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-JOURNAL_EVERY_S = 2.0
+JOURNAL_EVERY_S = float(os.environ.get("MCLX_JOURNAL_EVERY_S", "2.0"))  # tests shorten it
 
 
 @dataclass(frozen=True)
