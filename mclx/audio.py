@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -39,7 +39,9 @@ def decode_blocks(path: str, block_frames: int = BLOCK_FRAMES) -> Iterator[tuple
 
     ext = os.path.splitext(path)[1].lower()
     if ext in UNSUPPORTED:
-        raise DecodeError(f"{ext} ({UNSUPPORTED[ext]}) is not supported by libsndfile; convert to FLAC or WAV")
+        raise DecodeError(
+            f"{ext} ({UNSUPPORTED[ext]}) is not supported by libsndfile; convert to FLAC or WAV"
+        )
     try:
         if os.path.getsize(path) == 0:
             raise DecodeError("empty file (0 bytes)")
@@ -83,10 +85,11 @@ class StreamResampler:
         self.orig, self.new = orig_rate // g, new_rate // g
         self.identity = self.orig == self.new
         self.device = device
-        self.transform = None
+        self.transform: Any = None
+        self.context = 0
         if not self.identity:
             self.transform = _resample_transform(orig_rate, new_rate, str(device))
-            half_width = self.transform.width  # input samples on each side the kernel reaches
+            half_width = int(self.transform.width)  # input samples each side the kernel reaches
             self.context = self.orig * (half_width // self.orig + 2)
         self.pending: torch.Tensor | None = None  # input samples from (emitted - context)
         self.emitted = 0  # input index up to which output has been produced

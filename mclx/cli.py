@@ -49,11 +49,15 @@ def _log(message: str, quiet: bool = False) -> None:
 
 @app.command()
 def embed(
-    inputs: Annotated[list[str], typer.Argument(help="Audio files, directories, or '-' for a path list on stdin.")],
+    inputs: Annotated[
+        list[str], typer.Argument(help="Audio files, directories, or '-' for a path list on stdin.")
+    ],
     output: Annotated[str, typer.Argument(help="The HDF5 store to write or resume.")],
     model: Annotated[str | None, typer.Option(help="Bundled model name or checkpoint path.")] = None,
     level: Annotated[str, typer.Option(help="global | segment | both")] = "global",
-    window: Annotated[float | None, typer.Option(help="Window length in seconds (default: the model's).")] = None,
+    window: Annotated[
+        float | None, typer.Option(help="Window length in seconds (default: the model's).")
+    ] = None,
     hop: Annotated[float | None, typer.Option(help="Hop in seconds (default: = window).")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Windows per forward pass.")] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
@@ -106,7 +110,9 @@ def embed(
 
 
 @app.command()
-def info(store: Annotated[str, typer.Argument(help="An HDF5 embedding store.")], as_json: Json = False) -> None:
+def info(
+    store: Annotated[str, typer.Argument(help="An HDF5 embedding store.")], as_json: Json = False
+) -> None:
     """Model, settings, counts and failed files of a store."""
     from mclx.store import read_store
 
@@ -184,48 +190,6 @@ def models(
             print(f"{mark} {row['name']:<20} {row['kind']}{extra}")
     if any(not ok for ok, _ in checks.values()):
         raise typer.Exit(2)
-
-
-@app.command()
-def train(
-    config: Annotated[str, typer.Argument(help="Training configuration (TOML).")],
-    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")] = False,
-    set_: Annotated[list[str] | None, typer.Option("--set", help="Override: section.key=value (TOML).")] = None,
-    out: Annotated[str | None, typer.Option(help="Output directory.")] = None,
-    quiet: Quiet = False,
-) -> None:
-    """Contrastive pretraining from a TOML file."""
-    from mclx.train import run_training
-
-    summary = run_training(config, out, resume, list(set_ or []), quiet=quiet)
-    _log(json.dumps(summary, default=str), quiet)
-
-
-@app.command()
-def probe(
-    task: Annotated[str, typer.Option(help="Task name (folder under $MCLX_DATA).")],
-    data: Annotated[str | None, typer.Option(help="Task directory (default: $MCLX_DATA/TASK).")] = None,
-    layout: Annotated[str | None, typer.Option(help="gtzan | nsynth | csv (default: detected).")] = None,
-    model: Annotated[str | None, typer.Option(help="Model to embed the task with.")] = None,
-    embeddings: Annotated[str | None, typer.Option(help="An existing embedding store.")] = None,
-    baseline: Annotated[str | None, typer.Option(help="Baseline features: mfcc.")] = None,
-    head: Annotated[str, typer.Option(help="linear | mlp | both")] = "both",
-    seeds: Annotated[int, typer.Option(help="Seeds per result.")] = 5,
-    label: Annotated[str | None, typer.Option(help="nsynth label field.")] = None,
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
-    out: Annotated[str | None, typer.Option(help="Results JSON path.")] = None,
-    plot: Annotated[str | None, typer.Option(help="Results PNG path.")] = None,
-    quiet: Quiet = False,
-) -> None:
-    """Linear and MLP probes of embeddings on a labelled task."""
-    from mclx.probe import run_probe
-
-    results = run_probe(
-        task, data, layout, model, embeddings, baseline, head, seeds, out, plot,
-        label_field=label, device=device, quiet=quiet,
-    )  # fmt: skip
-    if out is None:
-        print(json.dumps(results))
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ memory in flight is a few blocks per worker whatever the file lengths.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -16,7 +17,7 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -39,6 +40,11 @@ class Event:
 
 def _worker_main(tasks: Connection, results: Connection, block_frames: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # Codec libraries print warnings on fd 2 (libmpg123 on damaged frames); every failure
+    # reaches the parent as a message instead, so keep the user's terminal clean.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
     while True:
         try:
             task = tasks.recv()
@@ -116,11 +122,12 @@ class DecoderPool:
         """Events ready now (waiting at most ``timeout`` s for the first)."""
         conns = {w.results: w for w in self.workers if w.assigned}
         events: list[Event] = []
-        for conn in wait(list(conns), timeout):
-            w = conns[conn]  # type: ignore[index]
+        for ready in wait(list(conns), timeout):
+            conn = cast(Connection, ready)
+            w = conns[conn]
             try:
-                while w.assigned and conn.poll():  # type: ignore[union-attr]
-                    events.append(self._receive(w, conn.recv()))  # type: ignore[union-attr]
+                while w.assigned and conn.poll():
+                    events.append(self._receive(w, conn.recv()))
             except (EOFError, OSError):
                 events.extend(self._replace(w, "decoder process died"))
         now = time.monotonic()
@@ -161,10 +168,8 @@ class DecoderPool:
 
     def close(self) -> None:
         for w in self.workers:
-            try:
+            with contextlib.suppress(OSError):
                 w.tasks.send(None)
-            except OSError:
-                pass
         deadline = time.monotonic() + 2
         for w in self.workers:
             w.process.join(max(0.0, deadline - time.monotonic()))

@@ -29,7 +29,7 @@ def parse_path_list(stream: TextIO | None = None, null: bool = False) -> list[st
 
 
 def walk_audio(directory: str) -> list[str]:
-    """Audio files under ``directory`` (recursive, by extension), sorted; symlink loops are not followed twice."""
+    """Audio files under ``directory`` (recursive, by extension), sorted; symlink loops cut."""
     found: list[str] = []
     seen: set[tuple[int, int]] = set()
     for root, dirs, files in os.walk(directory, followlinks=True):

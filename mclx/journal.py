@@ -120,11 +120,19 @@ def _read_chunk(path: Path) -> list[FileRecord]:
             meta = json.loads(z["meta"].tobytes().decode())
             glob, segs, starts, ends = z["global_"], z["segments"], z["starts"], z["ends"]
     except Exception as exc:
-        raise StoreError(f"{path}: unreadable journal chunk ({exc}); use --overwrite to start again") from None
+        raise StoreError(
+            f"{path}: unreadable journal chunk ({exc}); use --overwrite to start again"
+        ) from None
     records, offset = [], 0
     for i, m in enumerate(meta):
         rec = FileRecord(
-            m["path"], m["status"], m["error"], m["duration_s"], m["size_bytes"], m["mtime_ns"], m["segment_count"]
+            m["path"],
+            m["status"],
+            m["error"],
+            m["duration_s"],
+            m["size_bytes"],
+            m["mtime_ns"],
+            m["segment_count"],
         )
         if rec.status == "ok":
             rec.global_ = glob[i]

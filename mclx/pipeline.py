@@ -125,7 +125,10 @@ def _stop_on_signals() -> Iterator[list[int]]:
     """Turn SIGINT/SIGTERM into a flag checked by the loop (main thread only)."""
     caught: list[int] = []
     try:
-        old = {s: signal.signal(s, lambda signum, _f: caught.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+        old = {
+            s: signal.signal(s, lambda signum, _f: caught.append(signum))
+            for s in (signal.SIGINT, signal.SIGTERM)
+        }
     except ValueError:  # not the main thread
         yield caught
         return
@@ -147,7 +150,7 @@ def _stat(path: str) -> tuple[int, int, str]:
 def embed(
     files: Sequence[str],
     output: str,
-    settings: EmbedSettings = EmbedSettings(),  # noqa: B008 - frozen, shared safely
+    settings: EmbedSettings = EmbedSettings(),
     argv: Sequence[str] | None = None,
     on_progress: Callable[[EmbedSummary], None] | None = None,
 ) -> EmbedSummary:
@@ -221,7 +224,20 @@ def embed(
             else:
                 records[i] = FileRecord(path, "pending", "", math.nan, size, mtime)
                 todo.append(i)
-        run = _Run(files, records, todo, encoder, device, precision, window, hop, batch_size, settings, journal, summary)
+        run = _Run(
+            files,
+            records,
+            todo,
+            encoder,
+            device,
+            precision,
+            window,
+            hop,
+            batch_size,
+            settings,
+            journal,
+            summary,
+        )
         with _stop_on_signals() as caught:
             run.loop(caught, on_progress)
         if run.stopped_by_signal:
@@ -323,7 +339,9 @@ class _Run:
                 done = self.finished - bar.n
                 if done:
                     hours = self.summary.audio_s / 3600
-                    bar.set_postfix_str(f"{hours:.2f} h audio, {self.summary.audio_s / (now - t0):.0f}x realtime")
+                    bar.set_postfix_str(
+                        f"{hours:.2f} h audio, {self.summary.audio_s / (now - t0):.0f}x realtime"
+                    )
                     bar.update(done)
                     if on_progress is not None:
                         on_progress(self.summary)
@@ -340,7 +358,9 @@ class _Run:
 
         if event.kind == "start":
             resampler = StreamResampler(event.rate, self.rate, self.device)
-            self.active[event.index] = _Active(event.index, resampler, WindowCutter(self.window, self.hop), event.rate)
+            self.active[event.index] = _Active(
+                event.index, resampler, WindowCutter(self.window, self.hop), event.rate
+            )
             return
         state = self.active.get(event.index)
         if event.kind == "block" and state is not None:
@@ -401,7 +421,9 @@ class _Run:
         if self.keep_segments:
             rec.segments = emb
             rec.starts = np.array([w.start / self.rate for w in state.windows], dtype=np.float64)
-            rec.ends = np.array([min(w.end / self.rate, rec.duration_s) for w in state.windows], dtype=np.float64)
+            rec.ends = np.array(
+                [min(w.end / self.rate, rec.duration_s) for w in state.windows], dtype=np.float64
+            )
             if rec.segment_count == 1 and state.windows[0].end < self.window:
                 rec.ends[0] = rec.duration_s
         self.summary.audio_s += rec.duration_s

@@ -21,7 +21,17 @@ from mclx.errors import StoreError
 FORMAT = "mclx-embeddings"
 FORMAT_VERSION = 1
 # Attributes that must agree for a store to be resumed or merged.
-SETTINGS_KEYS = ("model_sha256", "model_config", "sample_rate", "window_s", "hop_s", "dim", "level", "pooling", "precision")
+SETTINGS_KEYS = (
+    "model_sha256",
+    "model_config",
+    "sample_rate",
+    "window_s",
+    "hop_s",
+    "dim",
+    "level",
+    "pooling",
+    "precision",
+)
 
 
 @dataclass
@@ -108,7 +118,9 @@ def write_store(path: str | os.PathLike[str], attrs: dict[str, Any], records: Se
             files.create_dataset("path", data=[r.path for r in records], dtype=text)
             files.create_dataset("status", data=[r.status for r in records], dtype=text)
             files.create_dataset("error", data=[r.error for r in records], dtype=text)
-            files.create_dataset("duration_s", data=np.array([r.duration_s for r in records], dtype=np.float64))
+            files.create_dataset(
+                "duration_s", data=np.array([r.duration_s for r in records], dtype=np.float64)
+            )
             files.create_dataset("size_bytes", data=np.array([r.size_bytes for r in records], dtype=np.int64))
             files.create_dataset("mtime_ns", data=np.array([r.mtime_ns for r in records], dtype=np.int64))
             files.create_dataset("segment_start", data=starts)
@@ -182,7 +194,11 @@ def read_store(path: str | os.PathLike[str]) -> StoreData:
             if glob is not None:
                 rec.global_ = glob[i]
             if seg_emb is not None and seg_s is not None and seg_e is not None:
-                rec.segments, rec.starts, rec.ends = seg_emb[lo : lo + n], seg_s[lo : lo + n], seg_e[lo : lo + n]
+                rec.segments, rec.starts, rec.ends = (
+                    seg_emb[lo : lo + n],
+                    seg_s[lo : lo + n],
+                    seg_e[lo : lo + n],
+                )
         records.append(rec)
     return StoreData(attrs, records)
 

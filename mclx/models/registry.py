@@ -109,4 +109,6 @@ def load_model(name: str | None = None, manifest_path: Path = MANIFEST_PATH) -> 
                 raise WeightsError(f"bundled model {name}: weight file {file} is missing")
             encoder, digest = load_encoder(file, expected_sha256=entry["sha256"])
             return LoadedModel(name, encoder, digest)
-    raise UsageError(f"--model {name}: not a checkpoint file nor a known model ({', '.join(model_names(manifest_path))})")
+    raise UsageError(
+        f"--model {name}: not a checkpoint file nor a known model ({', '.join(model_names(manifest_path))})"
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -44,7 +45,7 @@ class SampleCNN(Encoder):
             nn.BatchNorm1d(channels[0]),
             nn.ReLU(inplace=True),
         ]
-        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
+        for c_in, c_out in itertools.pairwise(channels):
             layers += [
                 nn.Conv1d(c_in, c_out, kernel_size=3, padding=1, bias=False),
                 nn.BatchNorm1d(c_out),

@@ -1,0 +1,221 @@
+"""Embedding throughput, measured side by side in one run over the same files.
+
+    python -m benchmarks.embed --files 200 --seconds 30 --format flac --model mfcc --device cpu
+    python -m benchmarks.embed --inputs ~/mclx-data/music --model mfcc      # real files instead
+
+1. decode only: the decoder pool `mclx embed` uses, same worker count, every file to the end;
+2. model only: the encoder on windows already in memory on the device (same batch, precision);
+3. mclx: the library call and the CLI, end to end;
+4. naive: per file load whole, resample, cut windows, one forward, write (the peers' loop).
+Prints a table, then one JSON line with the x-realtime figures (audio seconds per wall second).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+FORMATS = {
+    "flac": ("FLAC", "PCM_16"),
+    "wav": ("WAV", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "mp3": ("MP3", None),
+}
+
+
+def make_audio(directory: Path, files: int, seconds: float, fmt: str, rate: int = 44100) -> list[str]:
+    """Stereo music-like noise (filtered noise plus tones), written once and reused."""
+    import soundfile as sf
+
+    directory.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(files):
+        path = directory / f"{i:05d}.{fmt}"
+        paths.append(str(path))
+        if path.exists():
+            continue
+        t = np.arange(int(seconds * rate)) / rate
+        x = 0.2 * np.sin(2 * np.pi * (110 + 7 * i) * t) + 0.05 * rng.standard_normal(len(t))
+        data = np.stack([x, 0.8 * x], axis=1).astype(np.float32)
+        fmt_name, subtype = FORMATS[fmt]
+        with sf.SoundFile(path, "w", rate, 2, format=fmt_name, subtype=subtype) as f:
+            for j in range(0, len(data), 1 << 20):
+                f.write(data[j : j + (1 << 20)])
+    return paths
+
+
+def bench_decode(paths: list[str], workers: int) -> tuple[float, float]:
+    """(audio seconds, wall seconds) for decoding every file through the pool."""
+    from mclx.decoders import DecoderPool
+
+    t0 = time.perf_counter()
+    pool = DecoderPool(paths, list(range(len(paths))), workers)
+    rates: dict[int, int] = {}
+    frames = 0.0
+    try:
+        while pool.busy:
+            for ev in pool.poll(0.5):
+                if ev.kind == "start":
+                    rates[ev.index] = ev.rate
+                elif ev.kind == "block" and ev.block is not None:
+                    frames += len(ev.block) / rates[ev.index]
+    finally:
+        pool.close()
+    return frames, time.perf_counter() - t0
+
+
+def bench_model(
+    model: str, device: str, precision: str, batch: int, audio_s: float, durations: list[float]
+) -> float:
+    """Wall seconds for the encoder alone on as many windows as the files produce."""
+    import torch
+
+    from mclx.audio import window_starts
+    from mclx.models.registry import load_model
+    from mclx.pipeline import resolve_device, resolve_precision
+
+    dev = resolve_device(device)
+    prec = resolve_precision(precision, dev.type)
+    enc = load_model(model).encoder.to(dev).eval()
+    rate, win = enc.spec.sample_rate, enc.spec.window_samples
+    n_windows = sum(len(window_starts(round(d * rate), win, win)) for d in durations)
+    x = torch.randn(batch, win, device=dev) * 0.1
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(prec)
+    with (
+        torch.inference_mode(),
+        torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+    ):
+        enc(x)  # warm-up
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(math.ceil(n_windows / batch)):
+            enc(x).float().cpu()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def bench_naive(paths: list[str], model: str, device: str, out: Path) -> float:
+    """The per-file loop: load whole, resample, window, one batch, append to HDF5."""
+    import h5py
+    import soundfile as sf
+    import torch
+    import torchaudio
+
+    from mclx.audio import window_starts
+    from mclx.models.registry import load_model
+    from mclx.pipeline import resolve_device
+
+    dev = resolve_device(device)
+    enc = load_model(model).encoder.to(dev).eval()
+    rate, win = enc.spec.sample_rate, enc.spec.window_samples
+    t0 = time.perf_counter()
+    with h5py.File(out, "w") as h:
+        for i, p in enumerate(paths):
+            data, sr = sf.read(p, dtype="float32", always_2d=True)
+            x = torch.from_numpy(data.mean(axis=1)).to(dev)
+            x = torchaudio.functional.resample(x, sr, rate)
+            wins = window_starts(len(x), win, win)
+            batch = torch.stack(
+                [torch.nn.functional.pad(x[w.start : w.end], (0, win - (w.end - w.start))) for w in wins]
+            )
+            with torch.inference_mode():
+                emb = enc(batch).float().cpu().numpy()
+            h.create_dataset(str(i), data=emb)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--files", type=int, default=200)
+    ap.add_argument("--seconds", type=float, default=30.0)
+    ap.add_argument("--format", default="flac", choices=sorted(FORMATS))
+    ap.add_argument("--inputs", help="embed the audio files under this directory instead of generated ones")
+    ap.add_argument("--model", default="mfcc")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", default="auto")
+    ap.add_argument("--batch-size", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "mclx-bench-audio"))
+    ap.add_argument("--skip-naive", action="store_true")
+    args = ap.parse_args()
+
+    from mclx.decoders import default_workers
+    from mclx.inputs import walk_audio
+    from mclx.pipeline import EmbedSettings, embed, resolve_device
+
+    dev = resolve_device(args.device)
+    workers = args.workers or default_workers(dev.type)
+    batch = args.batch_size or (256 if dev.type == "cuda" else 32)
+    if args.inputs:
+        paths = walk_audio(args.inputs)
+    else:
+        where = Path(args.cache) / f"{args.format}-{args.seconds:g}s"
+        print(f"generating {args.files} x {args.seconds:g} s {args.format} in {where} ...", file=sys.stderr)
+        paths = make_audio(where, args.files, args.seconds, args.format)[: args.files]
+    import soundfile as sf
+
+    durations = [sf.info(p).duration for p in paths]
+    audio_s = float(sum(durations))
+
+    rows: dict[str, float] = {}
+    _, wall = bench_decode(paths, workers)
+    rows["decode only"] = audio_s / wall
+    rows["model only"] = audio_s / bench_model(
+        args.model, args.device, args.precision, batch, audio_s, durations
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = EmbedSettings(
+            model=args.model, device=args.device, precision=args.precision, batch_size=batch,
+            workers=workers, quiet=True, overwrite=True,
+        )  # fmt: skip
+        summary = embed(paths, str(Path(tmp) / "lib.h5"), settings)
+        rows["mclx (library)"] = summary.audio_s / summary.wall_s
+        listing = "\n".join(paths)
+        cmd = [sys.executable, "-m", "mclx", "embed", "-", str(Path(tmp) / "cli.h5"), "--model", args.model,
+               "--device", args.device, "--precision", args.precision, "--batch-size", str(batch),
+               "--workers", str(workers), "-q", "--json"]  # fmt: skip
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, input=listing, capture_output=True, text=True, check=True)
+        rows["mclx (CLI)"] = json.loads(out.stdout)["audio_s"] / (time.perf_counter() - t0)
+        if not args.skip_naive:
+            rows["naive loop"] = audio_s / bench_naive(paths, args.model, args.device, Path(tmp) / "naive.h5")
+
+    decode, model = rows["decode only"], rows["model only"]
+    bound = min(decode, model) if dev.type == "cuda" else 1 / (1 / decode + 1 / model)
+    print(f"{len(paths)} files, {audio_s / 3600:.2f} h audio, model {args.model}, device {dev}, "
+          f"workers {workers}, batch {batch}, cores {os.cpu_count()}")  # fmt: skip
+    print(f"{'stage':<16}{'x realtime':>12}")
+    for name, xrt in rows.items():
+        print(f"{name:<16}{xrt:>12.1f}")
+    print(f"{'bound':<16}{bound:>12.1f}")
+    result = {
+        "files": len(paths),
+        "audio_s": round(audio_s, 1),
+        "model": args.model,
+        "device": str(dev),
+        "workers": workers,
+        "decode_xrt": round(decode, 1),
+        "model_xrt": round(model, 1),
+        "mclx_xrt": round(rows["mclx (library)"], 1),
+        "mclx_cli_xrt": round(rows["mclx (CLI)"], 1),
+        "naive_xrt": round(rows.get("naive loop", float("nan")), 1),
+        "bound_xrt": round(bound, 1),
+        "efficiency": round(rows["mclx (library)"] / bound, 3),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
