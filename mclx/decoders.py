@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import queue
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -25,6 +27,7 @@ from mclx.audio import BLOCK_FRAMES, decode_blocks, one_line
 from mclx.errors import DecodeError
 
 PREFETCH = 2  # files assigned to a worker at once: the current one and the next
+QUEUE_EVENTS = 64  # decoded blocks held for the encoder: 64 x 256 KB at most
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,14 @@ class DecoderPool:
         self.workers = [self._spawn() for _ in range(max(1, min(workers, len(order) or 1)))]
         for w in self.workers:
             self._fill(w)
+        # A reader thread drains the pipes while the caller computes, so decoders never wait on
+        # the encoder; the bounded queue passes back-pressure on when the encoder falls behind.
+        self.remaining = len(order)
+        self.events: queue.Queue[Event] = queue.Queue(maxsize=QUEUE_EVENTS)
+        self._stop = threading.Event()
+        self._failure: BaseException | None = None
+        self._thread = threading.Thread(target=self._read_loop, name="mclx-decoder-reader", daemon=True)
+        self._thread.start()
 
     def _spawn(self) -> _Worker:
         task_r, task_w = self.ctx.Pipe(duplex=False)
@@ -116,10 +127,40 @@ class DecoderPool:
 
     @property
     def busy(self) -> bool:
-        return bool(self.todo) or any(w.assigned for w in self.workers)
+        """True until every file has reported its end or its error through :meth:`poll`."""
+        return self.remaining > 0
 
-    def poll(self, timeout: float) -> list[Event]:
-        """Events ready now (waiting at most ``timeout`` s for the first)."""
+    def poll(self, timeout: float, limit: int = 16) -> list[Event]:
+        """Up to ``limit`` events, waiting at most ``timeout`` s for the first."""
+        if self._failure is not None:
+            raise self._failure
+        try:
+            events = [self.events.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(events) < limit:
+            try:
+                events.append(self.events.get_nowait())
+            except queue.Empty:
+                break
+        self.remaining -= sum(ev.kind in ("end", "error") for ev in events)
+        return events
+
+    def _read_loop(self) -> None:
+        try:
+            while not self._stop.is_set() and (self.todo or any(w.assigned for w in self.workers)):
+                for ev in self._collect(0.2):
+                    while not self._stop.is_set():
+                        try:
+                            self.events.put(ev, timeout=0.2)
+                            break
+                        except queue.Full:
+                            continue
+        except BaseException as exc:  # surfaced to the caller by poll()
+            self._failure = exc
+
+    def _collect(self, timeout: float) -> list[Event]:
+        """Messages ready on the workers' pipes; replaces dead or stuck workers."""
         conns = {w.results: w for w in self.workers if w.assigned}
         events: list[Event] = []
         for ready in wait(list(conns), timeout):
@@ -167,6 +208,8 @@ class DecoderPool:
         return [Event("error", lost, reason=reason)]
 
     def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
         for w in self.workers:
             with contextlib.suppress(OSError):
                 w.tasks.send(None)
