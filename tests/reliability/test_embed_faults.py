@@ -1,0 +1,117 @@
+"""Faults during an embed run: signals, kills, concurrent writers. Nothing may be lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ..conftest import WriteAudio
+from ..test_embed import assert_same_store, run_cli
+
+ROOT = Path(__file__).parents[2]
+ARGS = ["--model", "random-melcnn", "--level", "both", "--workers", "2", "--batch-size", "4", "-q"]
+
+
+def start(src: str, out: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MCLX_JOURNAL_EVERY_S": "0.05"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "mclx", "embed", src, str(out), *ARGS], env=env, stderr=subprocess.PIPE
+    )
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def still_running(pids: list[int], grace_s: float = 10.0) -> list[str]:
+    """Command lines of the processes among ``pids`` still alive (not zombies) after a grace period."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        alive = []
+        for pid in pids:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:
+                continue
+            if state != "Z":
+                alive.append(f"{pid}: {cmd}")
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def wait_for_journal(out: Path, proc: subprocess.Popen[bytes]) -> None:
+    journal = out.with_name(out.name + ".journal")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None and not list(journal.glob("chunk-*.npz")):
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before the fault: the test proves nothing"
+
+
+@pytest.fixture
+def corpus(write_audio: WriteAudio, tmp_path: Path) -> str:
+    for i in range(30):
+        write_audio(f"{i:02d}.flac", seconds=6, freq=150 + 30 * i, seed=i)
+    return str(tmp_path / "audio")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_cleanly_with_130_and_the_run_resumes(corpus: str, tmp_path: Path, signum: int) -> None:
+    ref = run_cli("embed", corpus, str(tmp_path / "ref.h5"), *ARGS)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "out.h5"
+    proc = start(corpus, out)
+    wait_for_journal(out, proc)
+    workers = children(proc.pid)
+    assert workers, "the decoder processes should be running"
+    t0 = time.monotonic()
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 130, stderr
+    assert time.monotonic() - t0 < 10
+    assert b"resume" in stderr
+    assert not still_running(workers), "decoders outlived the parent"
+    assert not out.exists()
+    resumed = run_cli("embed", corpus, str(out), *ARGS, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["skipped"] > 0
+    assert_same_store(tmp_path / "ref.h5", out)
+
+
+def test_decoders_do_not_outlive_a_killed_parent(corpus: str, tmp_path: Path) -> None:
+    out = tmp_path / "out.h5"
+    proc = start(corpus, out)
+    wait_for_journal(out, proc)
+    workers = children(proc.pid)
+    proc.kill()
+    proc.wait()
+    assert not still_running(workers)
+
+
+def test_a_second_writer_on_the_same_output_is_refused(corpus: str, tmp_path: Path) -> None:
+    out = tmp_path / "out.h5"
+    first = start(corpus, out)
+    wait_for_journal(out, first)
+    second = run_cli("embed", corpus, str(out), *ARGS)
+    assert second.returncode == 2
+    assert "another mclx embed" in second.stderr
+    first.wait(timeout=300)
+    assert first.returncode == 0
+    assert run_cli("info", str(out), "--json").returncode == 0
