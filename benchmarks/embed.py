@@ -148,7 +148,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "mclx-bench-audio"))
-    ap.add_argument("--skip-naive", action="store_true")
+    ap.add_argument("--stages", default="decode,model,mclx,cli,naive", help="comma-separated subset")
     args = ap.parse_args()
 
     from mclx.decoders import default_workers
@@ -169,30 +169,34 @@ def main() -> None:
     durations = [sf.info(p).duration for p in paths]
     audio_s = float(sum(durations))
 
+    stages = set(args.stages.split(","))
     rows: dict[str, float] = {}
-    _, wall = bench_decode(paths, workers)
-    rows["decode only"] = audio_s / wall
-    rows["model only"] = audio_s / bench_model(
-        args.model, args.device, args.precision, batch, audio_s, durations
-    )
+    if "decode" in stages:
+        rows["decode only"] = audio_s / bench_decode(paths, workers)[1]
+    if "model" in stages:
+        model_wall = bench_model(args.model, args.device, args.precision, batch, audio_s, durations)
+        rows["model only"] = audio_s / model_wall
     with tempfile.TemporaryDirectory() as tmp:
-        settings = EmbedSettings(
-            model=args.model, device=args.device, precision=args.precision, batch_size=batch,
-            workers=workers, quiet=True, overwrite=True,
-        )  # fmt: skip
-        summary = embed(paths, str(Path(tmp) / "lib.h5"), settings)
-        rows["mclx (library)"] = summary.audio_s / summary.wall_s
-        listing = "\n".join(paths)
-        cmd = [sys.executable, "-m", "mclx", "embed", "-", str(Path(tmp) / "cli.h5"), "--model", args.model,
-               "--device", args.device, "--precision", args.precision, "--batch-size", str(batch),
-               "--workers", str(workers), "-q", "--json"]  # fmt: skip
-        t0 = time.perf_counter()
-        out = subprocess.run(cmd, input=listing, capture_output=True, text=True, check=True)
-        rows["mclx (CLI)"] = json.loads(out.stdout)["audio_s"] / (time.perf_counter() - t0)
-        if not args.skip_naive:
+        if "mclx" in stages:
+            settings = EmbedSettings(
+                model=args.model, device=args.device, precision=args.precision, batch_size=batch,
+                workers=workers, quiet=True, overwrite=True,
+            )  # fmt: skip
+            summary = embed(paths, str(Path(tmp) / "lib.h5"), settings)
+            rows["mclx (library)"] = summary.audio_s / summary.wall_s
+        if "cli" in stages:
+            listing = "\n".join(paths)
+            cmd = [sys.executable, "-m", "mclx", "embed", "-", str(Path(tmp) / "cli.h5"), "-q", "--json",
+                   "--model", args.model, "--device", args.device, "--precision", args.precision,
+                   "--batch-size", str(batch), "--workers", str(workers)]  # fmt: skip
+            t0 = time.perf_counter()
+            out = subprocess.run(cmd, input=listing, capture_output=True, text=True, check=True)
+            rows["mclx (CLI)"] = json.loads(out.stdout)["audio_s"] / (time.perf_counter() - t0)
+        if "naive" in stages:
             rows["naive loop"] = audio_s / bench_naive(paths, args.model, args.device, Path(tmp) / "naive.h5")
 
-    decode, model = rows["decode only"], rows["model only"]
+    nan = float("nan")
+    decode, model = rows.get("decode only", nan), rows.get("model only", nan)
     bound = min(decode, model) if dev.type == "cuda" else 1 / (1 / decode + 1 / model)
     print(f"{len(paths)} files, {audio_s / 3600:.2f} h audio, model {args.model}, device {dev}, "
           f"workers {workers}, batch {batch}, cores {os.cpu_count()}")  # fmt: skip
@@ -208,11 +212,12 @@ def main() -> None:
         "workers": workers,
         "decode_xrt": round(decode, 1),
         "model_xrt": round(model, 1),
-        "mclx_xrt": round(rows["mclx (library)"], 1),
-        "mclx_cli_xrt": round(rows["mclx (CLI)"], 1),
-        "naive_xrt": round(rows.get("naive loop", float("nan")), 1),
+        "mclx_xrt": round(rows.get("mclx (library)", nan), 1),
+        "mclx_cli_xrt": round(rows.get("mclx (CLI)", nan), 1),
+        "naive_xrt": round(rows.get("naive loop", nan), 1),
         "bound_xrt": round(bound, 1),
-        "efficiency": round(rows["mclx (library)"] / bound, 3),
+        "efficiency": round(rows.get("mclx (library)", nan) / bound, 3),
+        "vs_naive": round(rows.get("mclx (library)", nan) / rows.get("naive loop", nan), 2),
     }
     print(json.dumps(result))
 

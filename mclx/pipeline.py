@@ -302,6 +302,7 @@ class _Run:
         self.stopped_early = False
 
     def loop(self, caught: list[int], on_progress: Callable[[EmbedSummary], None] | None) -> None:
+        import torch
         from tqdm import tqdm
 
         from mclx.decoders import DecoderPool, default_workers
@@ -309,6 +310,10 @@ class _Run:
         if not self.todo:
             return
         workers = self.settings.workers or default_workers(self.device.type)
+        if self.device.type == "cpu":
+            # Decoders and the encoder share the cores: leave the decoders theirs, or torch's
+            # intra-op threads starve them and the encoder waits for blocks.
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
         bar = tqdm(
             total=len(self.todo),
             unit="file",
