@@ -310,6 +310,7 @@ class _Run:
         if not self.todo:
             return
         workers = self.settings.workers or default_workers(self.device.type)
+        threads = torch.get_num_threads()
         if self.device.type == "cpu":
             # Decoders and the encoder share the cores: leave the decoders theirs, or torch's
             # intra-op threads starve them and the encoder waits for blocks.
@@ -351,6 +352,7 @@ class _Run:
                     if on_progress is not None:
                         on_progress(self.summary)
         finally:
+            torch.set_num_threads(threads)
             pool.close()
             bar.close()
             self._journal()
