@@ -219,7 +219,7 @@ def main() -> None:
         "efficiency": round(rows.get("mclx (library)", nan) / bound, 3),
         "vs_naive": round(rows.get("mclx (library)", nan) / rows.get("naive loop", nan), 2),
     }
-    print(json.dumps(result))
+    print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}))
 
 
 if __name__ == "__main__":
