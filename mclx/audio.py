@@ -45,7 +45,7 @@ def decode_blocks(path: str, block_frames: int = BLOCK_FRAMES) -> Iterator[tuple
     try:
         if os.path.getsize(path) == 0:
             raise DecodeError("empty file (0 bytes)")
-        f = sf.SoundFile(path)
+        f = sf.SoundFile(os.fsencode(path))  # bytes: names that are not UTF-8 open too
     except sf.LibsndfileError as exc:
         raise DecodeError(f"unreadable audio: {getattr(exc, 'error_string', '') or one_line(exc)}") from None
     except OSError as exc:

@@ -115,9 +115,9 @@ def write_store(path: str | os.PathLike[str], attrs: dict[str, Any], records: Se
             for key, value in attrs.items():
                 h.attrs[key] = value
             files = h.create_group("files")
-            files.create_dataset("path", data=[r.path for r in records], dtype=text)
-            files.create_dataset("status", data=[r.status for r in records], dtype=text)
-            files.create_dataset("error", data=[r.error for r in records], dtype=text)
+            files.create_dataset("path", data=_encoded([r.path for r in records]), dtype=text)
+            files.create_dataset("status", data=_encoded([r.status for r in records]), dtype=text)
+            files.create_dataset("error", data=_encoded([r.error for r in records]), dtype=text)
             files.create_dataset(
                 "duration_s", data=np.array([r.duration_s for r in records], dtype=np.float64)
             )
@@ -149,6 +149,11 @@ def write_store(path: str | os.PathLike[str], attrs: dict[str, Any], records: Se
 
 def _cat(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays).astype(np.float64) if arrays else np.zeros(0, np.float64)
+
+
+def _encoded(texts: list[str]) -> list[bytes]:
+    """UTF-8 bytes; a file name that is not valid UTF-8 keeps its raw bytes (surrogateescape)."""
+    return [t.encode("utf-8", "surrogateescape") for t in texts]
 
 
 def _strings(ds: Any) -> list[str]:
