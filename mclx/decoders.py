@@ -32,16 +32,22 @@ QUEUE_EVENTS = 64  # decoded blocks held for the encoder: 64 x 256 KB at most
 
 @dataclass(frozen=True)
 class Event:
-    """kind: "start" (rate set), "block" (block set), "end", or "error" (reason set)."""
+    """One message about one file.
+
+    "start": ``rate`` of the blocks to come and the file's ``native_rate``; "block": a (frames,)
+    float32 mono ``block``; "end": ``frames`` decoded at the native rate; "error": ``reason``.
+    """
 
     kind: str
     index: int
     rate: int = 0
+    native_rate: int = 0
     block: np.ndarray | None = None
+    frames: int = 0
     reason: str = ""
 
 
-def _worker_main(tasks: Connection, results: Connection, block_frames: int) -> None:
+def _worker_main(tasks: Connection, results: Connection, block_frames: int, resample_to: int | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
     # Codec libraries print warnings on fd 2 (libmpg123 on damaged frames); every failure
     # reaches the parent as a message instead, so keep the user's terminal clean.
@@ -57,19 +63,39 @@ def _worker_main(tasks: Connection, results: Connection, block_frames: int) -> N
             return
         index, path = task
         try:
-            started = False
-            for rate, block in decode_blocks(path, block_frames):
-                if not started:
-                    results.send(("start", index, rate))
-                    started = True
-                results.send(("block", index, block))
-            results.send(("end", index))
+            _decode_one(index, path, results, block_frames, resample_to)
         except DecodeError as exc:
             results.send(("error", index, str(exc)))
         except (BrokenPipeError, EOFError, ConnectionResetError):
             return
         except Exception as exc:  # a decoder bug must not stop the run: record it
             results.send(("error", index, f"{type(exc).__name__}: {one_line(exc)}"))
+
+
+def _decode_one(
+    index: int, path: str, results: Connection, block_frames: int, resample_to: int | None
+) -> None:
+    """Stream one file's blocks, resampled to ``resample_to`` when it is given."""
+    resampler = None
+    frames = 0
+    for rate, block in decode_blocks(path, block_frames):
+        if frames == 0:
+            if resample_to is not None:
+                import torch
+
+                from mclx.audio import StreamResampler
+
+                torch.set_num_threads(1)
+                resampler = StreamResampler(rate, resample_to)
+            results.send(("start", index, resample_to or rate, rate))
+        frames += len(block)
+        if resampler is not None:
+            block = resampler.push(torch.from_numpy(block)).numpy()
+        if len(block):
+            results.send(("block", index, block))
+    if resampler is not None:
+        results.send(("block", index, resampler.flush().numpy()))
+    results.send(("end", index, frames))
 
 
 @dataclass
@@ -91,11 +117,14 @@ class DecoderPool:
         workers: int,
         block_frames: int = BLOCK_FRAMES,
         timeout_s: float = 120.0,
+        resample_to: int | None = None,
     ) -> None:
+        """``resample_to``: resample in the decoders (when the encoder shares the CPU with them)."""
         self.paths = paths
         self.todo: deque[int] = deque(order)
         self.block_frames = block_frames
         self.timeout_s = timeout_s
+        self.resample_to = resample_to
         self.ctx = mp.get_context("spawn")
         self.workers = [self._spawn() for _ in range(max(1, min(workers, len(order) or 1)))]
         for w in self.workers:
@@ -112,7 +141,9 @@ class DecoderPool:
     def _spawn(self) -> _Worker:
         task_r, task_w = self.ctx.Pipe(duplex=False)
         res_r, res_w = self.ctx.Pipe(duplex=False)
-        proc = self.ctx.Process(target=_worker_main, args=(task_r, res_w, self.block_frames), daemon=True)
+        proc = self.ctx.Process(
+            target=_worker_main, args=(task_r, res_w, self.block_frames, self.resample_to), daemon=True
+        )
         proc.start()
         task_r.close()
         res_w.close()
@@ -183,12 +214,14 @@ class DecoderPool:
         w.last_progress = time.monotonic()
         kind, index = msg[0], msg[1]
         if kind == "start":
-            return Event("start", index, rate=msg[2])
+            return Event("start", index, rate=msg[2], native_rate=msg[3])
         if kind == "block":
             return Event("block", index, block=msg[2])
         w.assigned.popleft()
         self._fill(w)
-        return Event(kind, index, reason=msg[2] if kind == "error" else "")
+        if kind == "end":
+            return Event("end", index, frames=msg[2])
+        return Event(kind, index, reason=msg[2])
 
     def _replace(self, w: _Worker, reason: str) -> list[Event]:
         """Kill a stuck or dead worker, fail its current file, hand the rest to a new one."""

@@ -324,7 +324,10 @@ class _Run:
         )
         t0 = time.monotonic()
         last_journal = t0
-        pool = DecoderPool(self.files, self.todo, workers, timeout_s=self.settings.decode_timeout_s)
+        # On the CPU, resampling is spread over the decoder processes; on a GPU it runs there.
+        resample_to = self.rate if self.device.type == "cpu" else None
+        timeout = self.settings.decode_timeout_s
+        pool = DecoderPool(self.files, self.todo, workers, timeout_s=timeout, resample_to=resample_to)
         try:
             while pool.busy or self.pending:
                 if caught:
@@ -365,16 +368,15 @@ class _Run:
 
         if event.kind == "start":
             resampler = StreamResampler(event.rate, self.rate, self.device)
-            self.active[event.index] = _Active(
-                event.index, resampler, WindowCutter(self.window, self.hop), event.rate
-            )
+            cutter = WindowCutter(self.window, self.hop)
+            self.active[event.index] = _Active(event.index, resampler, cutter, event.native_rate)
             return
         state = self.active.get(event.index)
         if event.kind == "block" and state is not None:
-            state.native_frames += len(event.block)
             samples = state.resampler.push(torch.from_numpy(event.block).to(self.device, non_blocking=True))
             self._enqueue(state, *state.cutter.push(samples))
         elif event.kind == "end" and state is not None:
+            state.native_frames = event.frames
             self._enqueue(state, *state.cutter.push(state.resampler.flush()))
             self._enqueue(state, *state.cutter.finish())
             state.ended = True

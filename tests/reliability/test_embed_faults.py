@@ -105,11 +105,15 @@ def test_decoders_do_not_outlive_a_killed_parent(corpus: str, tmp_path: Path) ->
     assert not still_running(workers)
 
 
-def test_a_second_writer_on_the_same_output_is_refused(corpus: str, tmp_path: Path) -> None:
+def test_a_second_writer_on_the_same_output_is_refused(write_audio: WriteAudio, tmp_path: Path) -> None:
+    for i in range(80):  # long enough that the first run is still going when the second starts
+        write_audio(f"{i:02d}.flac", seconds=10, freq=150 + 30 * i, seed=i)
+    corpus = str(tmp_path / "audio")
     out = tmp_path / "out.h5"
     first = start(corpus, out)
     wait_for_journal(out, first)
     second = run_cli("embed", corpus, str(out), *ARGS)
+    assert first.poll() is None, "the first run ended too soon: the test proves nothing"
     assert second.returncode == 2
     assert "another mclx embed" in second.stderr
     first.wait(timeout=300)
