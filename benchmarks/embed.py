@@ -113,7 +113,7 @@ def bench_naive(paths: list[str], model: str, device: str, out: Path) -> float:
     import torch
     import torchaudio
 
-    from mclx.audio import window_starts
+    from mclx.audio import mix_weights, window_starts
     from mclx.models.registry import load_model
     from mclx.pipeline import resolve_device
 
@@ -124,7 +124,7 @@ def bench_naive(paths: list[str], model: str, device: str, out: Path) -> float:
     with h5py.File(out, "w") as h:
         for i, p in enumerate(paths):
             data, sr = sf.read(p, dtype="float32", always_2d=True)
-            x = torch.from_numpy(data.mean(axis=1)).to(dev)
+            x = torch.from_numpy(data @ mix_weights(data.shape[1])).to(dev)  # the same fast mix as mclx
             x = torchaudio.functional.resample(x, sr, rate)
             wins = window_starts(len(x), win, win)
             batch = torch.stack(

@@ -62,13 +62,21 @@ def decode_blocks(path: str, block_frames: int = BLOCK_FRAMES) -> Iterator[tuple
                 raise DecodeError(f"decoding failed after {total} frames: {one_line(exc)}") from None
             if len(block) == 0:
                 break
-            mono = block[:, 0] if block.shape[1] == 1 else block.mean(axis=1, dtype=np.float32)
-            if not np.isfinite(mono).all():
+            # A matrix-vector product mixes channels about 2x faster than mean(axis=1), which
+            # reduces over the short channel axis element by element.
+            mono = block[:, 0] if block.shape[1] == 1 else block @ mix_weights(block.shape[1])
+            if not np.isfinite(mono.sum(dtype=np.float64)):  # NaN or Inf anywhere shows in the sum
                 raise DecodeError(f"non-finite samples (NaN or Inf) near frame {total}")
             total += len(mono)
             yield rate, np.ascontiguousarray(mono)
     if total == 0:
         raise DecodeError("no audio frames")
+
+
+@functools.lru_cache(maxsize=16)
+def mix_weights(channels: int) -> np.ndarray:
+    """(channels,) float32 weights of the mono down-mix (the channel average)."""
+    return np.full(channels, 1.0 / channels, dtype=np.float32)
 
 
 class StreamResampler:

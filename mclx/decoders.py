@@ -258,4 +258,5 @@ class DecoderPool:
 
 def default_workers(device_type: str) -> int:
     cores = os.cpu_count() or 1
-    return min(16, cores) if device_type == "cuda" else max(1, cores // 2)
+    # On the CPU the decoders also resample; they idle (back-pressure) when the encoder is slower.
+    return min(16, cores)

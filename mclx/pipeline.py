@@ -262,6 +262,21 @@ def embed(
     return summary
 
 
+def _share_cores(pool: Any, workers: int) -> None:
+    """Give torch's intra-op threads the cores the decoders do not need right now.
+
+    Decoders and encoder share the CPU. When decoded blocks pile up the encoder is the
+    bottleneck and gets every core; when they run short, the decoders get theirs back.
+    """
+    import torch
+
+    cores = os.cpu_count() or 1
+    backlog = pool.events.qsize() / pool.events.maxsize
+    want = cores if backlog > 0.5 else max(1, cores - workers) if backlog < 0.1 else torch.get_num_threads()
+    if want != torch.get_num_threads():
+        torch.set_num_threads(want)
+
+
 def _latest(records: list[FileRecord]) -> list[FileRecord]:
     latest: dict[str, FileRecord] = {}
     for r in records:
@@ -311,10 +326,6 @@ class _Run:
             return
         workers = self.settings.workers or default_workers(self.device.type)
         threads = torch.get_num_threads()
-        if self.device.type == "cpu":
-            # Decoders and the encoder share the cores: leave the decoders theirs, or torch's
-            # intra-op threads starve them and the encoder waits for blocks.
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) - workers))
         bar = tqdm(
             total=len(self.todo),
             unit="file",
@@ -334,6 +345,8 @@ class _Run:
                     self.stopped_by_signal = True
                     break
                 if len(self.pending) >= self.batch_size or (not pool.busy and self.pending):
+                    if self.device.type == "cpu":
+                        _share_cores(pool, workers)
                     self._forward()
                 else:
                     for event in pool.poll(timeout=0.2):
