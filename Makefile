@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean
+.PHONY: demo test lint venv clean reliability
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest
+
+# The reliability suite alone, adding up what it tried in reliability-report.json.
+reliability: $(STAMP)
+	rm -f reliability-report.json
+	MCLX_RELIABILITY_REPORT=reliability-report.json $(BIN)/python -m pytest tests/reliability
+	cat reliability-report.json
 
 clean:
 	rm -rf $(VENV) demo.h5 demo.h5.journal

@@ -208,7 +208,12 @@ def embed(
         previous = read_store(out_path).records
     journal = Journal(out_path)
     try:
-        previous += journal.open(attrs, fresh=settings.overwrite)
+        try:
+            previous += journal.open(attrs, fresh=settings.overwrite)
+        except OSError as exc:
+            raise UsageError(f"cannot write the journal {journal.dir}: {exc.strerror or exc}") from None
+        for stale in out_path.parent.glob(f".{out_path.name}.tmp-*"):  # a store build that was killed
+            stale.unlink(missing_ok=True)
         done = {r.key: r for r in previous}  # later records win
         summary = EmbedSummary(output=output, files=len(files))
         records: list[FileRecord | None] = [None] * len(files)
@@ -245,7 +250,13 @@ def embed(
         final = [r for r in records if r is not None and r.status != "pending"]
         current = {r.path for r in final}
         final += [r for r in _latest(previous) if r.path not in current]
-        write_store(out_path, attrs, final)
+        try:
+            write_store(out_path, attrs, final)
+        except OSError as exc:
+            raise MclxError(
+                f"cannot write {output}: {exc.strerror or exc}; the finished files are kept in "
+                f"{journal.dir}, run the same command again to resume"
+            ) from None
         if not run.stopped_early:
             journal.remove()
     finally:
@@ -469,5 +480,8 @@ class _Run:
         try:
             self.journal.append(self.unjournaled, self.dim)
         except OSError as exc:
-            raise MclxError(f"cannot write the journal in {self.journal.dir}: {exc.strerror}") from None
+            raise MclxError(
+                f"cannot write the journal in {self.journal.dir}: {exc.strerror or exc}; "
+                "what it holds is kept, run the same command again to resume"
+            ) from None
         self.unjournaled = []

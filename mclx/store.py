@@ -111,7 +111,9 @@ def write_store(path: str | os.PathLike[str], attrs: dict[str, Any], records: Se
     counts = np.array([r.segment_count for r in records], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(records) else counts
     try:
-        with h5py.File(tmp, "w") as h:
+        # HDF5 writes through a Python file object: a failing write (disk full, file-size
+        # limit) then raises here instead of crashing inside the C library.
+        with open(tmp, "w+b") as raw, h5py.File(raw, "w") as h:
             for key, value in attrs.items():
                 h.attrs[key] = value
             files = h.create_group("files")
@@ -142,6 +144,11 @@ def write_store(path: str | os.PathLike[str], attrs: dict[str, Any], records: Se
             os.fsync(f.fileno())
         os.replace(tmp, path)
         fsync_dir(path.parent)
+    except (SystemError, RuntimeError) as exc:
+        cause = exc.__cause__ or exc.__context__
+        if isinstance(cause, OSError):
+            raise OSError(cause.errno, cause.strerror) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
