@@ -27,7 +27,7 @@ from mclx.audio import BLOCK_FRAMES, decode_blocks, one_line
 from mclx.errors import DecodeError
 
 PREFETCH = 2  # files assigned to a worker at once: the current one and the next
-QUEUE_EVENTS = 64  # decoded blocks held for the encoder: 64 x 256 KB at most
+QUEUE_EVENTS = 256  # decoded blocks held for the encoder: 256 x 256 KB at most
 
 
 @dataclass(frozen=True)
