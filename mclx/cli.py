@@ -192,6 +192,25 @@ def models(
         raise typer.Exit(2)
 
 
+@app.command()
+def train(
+    config: Annotated[str, typer.Argument(help="Training configuration (TOML).")],
+    resume: Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")] = False,
+    set_: Annotated[
+        list[str] | None, typer.Option("--set", help="Override: section.key=value (TOML).")
+    ] = None,
+    out: Annotated[str | None, typer.Option(help="Output directory.")] = None,
+    as_json: Json = False,
+    quiet: Quiet = False,
+) -> None:
+    """Contrastive pretraining from a TOML file."""
+    from mclx.train import run_training
+
+    summary = run_training(config, out, resume, list(set_ or []), quiet=quiet)
+    if as_json:
+        print(json.dumps(summary, default=str))
+
+
 def main() -> None:
     """Console entry point: domain errors end in one line and their exit code."""
     try:

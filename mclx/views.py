@@ -1,0 +1,57 @@
+"""Which segments of a track make each view (Choi et al.'s strategies, SemiSupCon's chunks).
+
+A view is K segments of one track whose encoder embeddings are mean-pooled: K = 1 for a
+regional (segment) input, K = ``track_segments`` for a global (track) input. Every view of
+a track is a positive of every other view of it.
+
+- positive "same": all views start at the same place (they differ by augmentation only);
+- "adjacent": view v follows view v-1 directly (SemiSupCon: N adjacent chunks of an excerpt);
+- "random": each view starts anywhere in the track;
+- "track": a segment (view 0) against the whole track, ``track_segments`` segments spread
+  over it and pooled (view 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mclx.config import ViewsConfig
+
+
+def view_sizes(cfg: ViewsConfig) -> list[int]:
+    """Segments per view (K_v) for each of the views."""
+    if cfg.positive == "track":
+        return [1, cfg.track_segments]
+    k = cfg.track_segments if cfg.input == "track" else 1
+    return [k] * cfg.n_views
+
+
+def sample_starts(
+    lengths: np.ndarray, cfg: ViewsConfig, segment: int, rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Start offsets (samples) of every segment: one (B, K_v) int64 array per view.
+
+    lengths: (B,) track lengths in samples. Segments may run past a short track's end; the
+    loader pads them with zeros.
+    """
+    lengths = np.asarray(lengths, dtype=np.int64)
+    b = len(lengths)
+    sizes = view_sizes(cfg)
+
+    def anywhere(span: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+        room = np.maximum(lengths - span, 0) + 1  # (B,)
+        return (rng.random(shape) * room.reshape(-1, *([1] * (len(shape) - 1)))).astype(np.int64)
+
+    if cfg.positive == "track":
+        anchor = anywhere(np.full(b, segment), (b, 1))
+        k = sizes[1]
+        spread = np.maximum(lengths - segment, 0)[:, None] * (np.arange(k) + 0.5)[None, :] / k
+        return [anchor, spread.astype(np.int64)]
+    if cfg.positive == "adjacent":
+        k = sizes[0]
+        base = anywhere(np.full(b, segment * k * len(sizes)), (b, 1))
+        return [base + segment * (v * k + np.arange(k))[None, :] for v in range(len(sizes))]
+    if cfg.positive == "same":
+        first = anywhere(np.full(b, segment), (b, sizes[0]))
+        return [first.copy() for _ in sizes]
+    return [anywhere(np.full(b, segment), (b, k)) for k in sizes]  # "random"
