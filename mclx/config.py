@@ -34,6 +34,7 @@ class DataConfig:
     labelled_fraction: float = 1.0  # keep the labels of this fraction of the labelled tracks
     cache: str = ""  # decoded-audio cache directory; "" = $MCLX_CACHE or ~/.cache/mclx/train
     min_track_s: float = 1.0  # shorter tracks are skipped (listed in the log)
+    split: str = "train"  # CSV manifests with a `split` column: only these rows ("" = all)
 
 
 @dataclass(frozen=True)

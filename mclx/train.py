@@ -209,6 +209,7 @@ def run_training(
     from tqdm import tqdm
 
     end = min(config.train.steps, stop_after) if stop_after is not None else config.train.steps
+    _sigterm_as_interrupt()
     show = not quiet and rank.main and sys.stderr.isatty()
     bar = tqdm(total=end, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True, disable=not show)
     t0, loss_value, examples = time.monotonic(), float("nan"), 0
@@ -220,7 +221,10 @@ def run_training(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             segments, all_tracks, _, _ = make_batch(step, config, cache, rank)
-            x = torch.from_numpy(segments).to(device, non_blocking=True)
+            x = torch.from_numpy(segments)
+            if device.type == "cuda":
+                x = x.pin_memory()  # the copy overlaps the previous step's kernels
+            x = x.to(device, non_blocking=True)
             gen = torch.Generator(device=device).manual_seed(
                 config.train.seed * 1_000_003 + step * 7919 + rank.rank
             )
@@ -237,14 +241,14 @@ def run_training(
             if config.train.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
             optimizer.step()
-            completed = step + 1
-            loss_value = float(loss.detach())
+            completed = done = step + 1
             examples += config.train.batch_size
-            if not math.isfinite(loss_value):
-                raise ConfigError(
-                    f"the loss became {loss_value} at step {step}: lower train.lr or check the data"
-                )
-            done = step + 1
+            if done % config.train.log_every == 0 or done == end:
+                # Reading the loss waits for the device: only on logging steps, so that on a GPU
+                # the next batch is prepared while this one still runs.
+                loss_value = float(loss.detach())
+                if not math.isfinite(loss_value):
+                    raise ConfigError(f"the loss became {loss_value} at step {step}: lower train.lr")
             if rank.main and (done % config.train.log_every == 0 or done == end):
                 now = time.monotonic()
                 rate_s = examples / max(now - last_log, 1e-9)
@@ -288,6 +292,18 @@ def run_training(
             file=sys.stderr,
         )
     return summary
+
+
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (a scheduler stopping the job) checkpoints and stops like Ctrl-C."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
 
 
 def _global_view_major(z_local: Tensor, n_views: int, rank: Rank) -> Tensor:

@@ -66,7 +66,12 @@ def list_audio(config: Config, base: Path | None) -> list[str]:
                 reader = csv.DictReader(f)
                 if "path" not in (reader.fieldnames or []):
                     raise ConfigError(f"data.audio: {item} has no 'path' column")
-                files += [str(expand_path(row["path"], path.parent)) for row in reader]
+                split = config.data.split
+                files += [
+                    str(expand_path(row["path"], path.parent))
+                    for row in reader
+                    if not split or row.get("split", split) in (split, "")
+                ]
         elif path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
             files.append(str(path))
         else:

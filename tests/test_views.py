@@ -1,0 +1,55 @@
+"""View strategies: where each view's segments start."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mclx.config import load_config
+from mclx.views import sample_starts, view_sizes
+
+SEG = 100
+LENGTHS = np.array([1000, 5000, 250, 100_000])
+
+
+def starts(*overrides: str) -> list[np.ndarray]:
+    cfg = load_config(None, list(overrides)).views
+    return sample_starts(LENGTHS, cfg, SEG, np.random.default_rng(0))
+
+
+def test_same_views_start_together() -> None:
+    a, b = starts("views.positive='same'")
+    assert a.shape == (4, 1) and np.array_equal(a, b)
+
+
+def test_adjacent_chunks_follow_each_other() -> None:
+    views = starts("views.positive='adjacent'", "views.n_views=4")
+    assert len(views) == 4
+    for v in range(1, 4):
+        assert np.array_equal(views[v], views[v - 1] + SEG)
+    fits = LENGTHS >= 4 * SEG
+    assert (views[3][fits] + SEG <= LENGTHS[fits, None]).all()
+
+
+def test_random_views_stay_inside_the_track() -> None:
+    a, b = starts("views.positive='random'")
+    assert ((a + SEG <= np.maximum(LENGTHS, SEG)[:, None]) & (a >= 0)).all()
+    assert not np.array_equal(a, b)
+
+
+def test_segment_against_its_track() -> None:
+    cfg = load_config(None, ["views.positive='track'", "views.track_segments=5"]).views
+    assert view_sizes(cfg) == [1, 5]
+    anchor, track = sample_starts(LENGTHS, cfg, SEG, np.random.default_rng(0))
+    assert anchor.shape == (4, 1) and track.shape == (4, 5)
+    assert (np.diff(track, axis=1) >= 0).all()
+    long = track[3]  # spread over the whole 100,000-sample track
+    assert long[0] < 20_000 and long[-1] > 80_000
+
+
+def test_global_input_pools_several_segments_per_view() -> None:
+    cfg = load_config(
+        None, ["views.input='track'", "views.positive='random'", "views.track_segments=3"]
+    ).views
+    assert view_sizes(cfg) == [3, 3]
+    a, b = sample_starts(LENGTHS, cfg, SEG, np.random.default_rng(1))
+    assert a.shape == b.shape == (4, 3)
