@@ -211,6 +211,33 @@ def train(
         print(json.dumps(summary, default=str))
 
 
+@app.command()
+def probe(
+    task: Annotated[str, typer.Option(help="Task name (folder under $MCLX_DATA).")],
+    data: Annotated[str | None, typer.Option(help="Task directory (default: $MCLX_DATA/TASK).")] = None,
+    layout: Annotated[str | None, typer.Option(help="gtzan | nsynth | csv (default: detected).")] = None,
+    model: Annotated[str | None, typer.Option(help="Model to embed the task with.")] = None,
+    embeddings: Annotated[str | None, typer.Option(help="An existing embedding store.")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Baseline features: mfcc.")] = None,
+    head: Annotated[str, typer.Option(help="linear | mlp | both")] = "both",
+    seeds: Annotated[int, typer.Option(help="Seeds per result.")] = 5,
+    label: Annotated[str | None, typer.Option(help="nsynth label field.")] = None,
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
+    out: Annotated[str | None, typer.Option(help="Results JSON path.")] = None,
+    plot: Annotated[str | None, typer.Option(help="Results PNG path.")] = None,
+    quiet: Quiet = False,
+) -> None:
+    """Linear and MLP probes of embeddings on a labelled task."""
+    from mclx.probe import run_probe
+
+    results = run_probe(
+        task, data, layout, model, embeddings, baseline, head, seeds, out, plot,
+        label_field=label, device=device, quiet=quiet,
+    )  # fmt: skip
+    if out is None:
+        print(json.dumps(results))
+
+
 def main() -> None:
     """Console entry point: domain errors end in one line and their exit code."""
     try:

@@ -1,0 +1,5 @@
+"""`mclx probe`: how good is an embedding? Linear and MLP probes on labelled tasks."""
+
+from mclx.probe.run import run_probe
+
+__all__ = ["run_probe"]
