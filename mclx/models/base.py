@@ -23,6 +23,13 @@ class EncoderSpec:
     embedding_dim: int
     args: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def from_args(cls, architecture: str, args: dict[str, Any]) -> EncoderSpec:
+        """The spec of an encoder built with constructor ``args`` (which name its rate, window, dim)."""
+        return cls(
+            architecture, int(args["sample_rate"]), float(args["window_s"]), int(args["embedding_dim"]), args
+        )
+
     @property
     def window_samples(self) -> int:
         return round(self.window_s * self.sample_rate)

@@ -28,12 +28,9 @@ class MelCNN(Encoder):
     ) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
-        self.spec = EncoderSpec(
-            architecture="melcnn",
-            sample_rate=sample_rate,
-            window_s=window_s,
-            embedding_dim=embedding_dim,
-            args={
+        self.spec = EncoderSpec.from_args(
+            "melcnn",
+            {
                 "sample_rate": sample_rate,
                 "window_s": window_s,
                 "n_fft": n_fft,

@@ -30,18 +30,16 @@ class MFCCEncoder(Encoder):
         dim = 4 * n_mfcc
         if embedding_dim is not None and embedding_dim != dim:
             raise ValueError(f"mfcc embedding_dim must be 4 * n_mfcc = {dim}, got {embedding_dim}")
-        self.spec = EncoderSpec(
-            architecture="mfcc",
-            sample_rate=sample_rate,
-            window_s=window_s,
-            embedding_dim=dim,
-            args={
+        self.spec = EncoderSpec.from_args(
+            "mfcc",
+            {
                 "sample_rate": sample_rate,
                 "window_s": window_s,
                 "n_mfcc": n_mfcc,
                 "n_mels": n_mels,
                 "n_fft": n_fft,
                 "hop_length": hop_length,
+                "embedding_dim": dim,
             },
         )
         self.mfcc = torchaudio.transforms.MFCC(

@@ -28,12 +28,9 @@ class SampleCNN(Encoder):
     ) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
-        self.spec = EncoderSpec(
-            architecture="samplecnn",
-            sample_rate=sample_rate,
-            window_s=window_s,
-            embedding_dim=embedding_dim,
-            args={
+        self.spec = EncoderSpec.from_args(
+            "samplecnn",
+            {
                 "sample_rate": sample_rate,
                 "window_s": window_s,
                 "channels": list(channels),
