@@ -20,11 +20,12 @@ import torch
 from torch import Tensor, nn
 
 from mclx import losses
+from mclx.audio import one_line
 from mclx.augment import augment
 from mclx.checkpoint import atomic_write_bytes, save_encoder
 from mclx.config import Config, load_config, to_toml
 from mclx.distributed import Rank, gather, init_from_env
-from mclx.errors import ConfigError, Interrupted
+from mclx.errors import ConfigError, Interrupted, WeightsError
 from mclx.models import Encoder, build_encoder
 from mclx.traindata import Labels, TrackCache, build_cache, cache_root, list_audio, read_labels
 from mclx.views import sample_starts, view_sizes
@@ -186,10 +187,13 @@ def run_training(
     start = 0
     out.mkdir(parents=True, exist_ok=True)
     if resume:
-        state = torch.load(io.BytesIO((out / STATE).read_bytes()), map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
+        try:
+            state = torch.load(io.BytesIO((out / STATE).read_bytes()), map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start = int(state["step"])
+        except Exception as exc:  # truncated, edited, or from another configuration
+            raise WeightsError(f"{out / STATE}: cannot resume from it ({one_line(exc)})") from None
     elif rank.main:
         (out / "metrics.jsonl").unlink(missing_ok=True)
     if rank.main:
