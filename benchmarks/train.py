@@ -43,7 +43,10 @@ def main() -> None:
     model = build_model(config).to(device).train()
     rate = model.encoder.spec.sample_rate
     cache = build_cache(
-        list_audio(config, Path(args.config).resolve().parent), rate, cache_root(config), rate
+        list_audio(config, Path(args.config).resolve().parent),
+        rate,
+        cache_root(config, Path(args.config).resolve().parent),
+        rate,
     )
     sizes = view_sizes(config.views)
     b = config.train.batch_size

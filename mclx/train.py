@@ -170,7 +170,7 @@ def run_training(
         )
     device = _device(config, rank)
     cache = build_cache(
-        files, rate, cache_root(config), round(config.data.min_track_s * rate), quiet or not rank.main
+        files, rate, cache_root(config, base), round(config.data.min_track_s * rate), quiet or not rank.main
     )
     if len(cache.lengths) < 2:
         raise ConfigError(f"data.audio: fewer than two usable tracks ({len(cache.skipped)} skipped)")

@@ -46,9 +46,10 @@ class TrackCache:
         return np.where(valid, self.audio[flat], 0).astype(np.float32) / 32768.0
 
 
-def cache_root(config: Config) -> Path:
+def cache_root(config: Config, base: Path | None = None) -> Path:
+    """The cache directory; a relative ``data.cache`` is taken from the config file's folder."""
     if config.data.cache:
-        return expand_path(config.data.cache)
+        return expand_path(config.data.cache, base)
     if os.environ.get("MCLX_CACHE"):
         return Path(os.environ["MCLX_CACHE"]) / "train"
     return Path.home() / ".cache" / "mclx" / "train"

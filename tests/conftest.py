@@ -33,6 +33,12 @@ def tone(seconds: float, rate: int, freq: float = 440.0, channels: int = 1, seed
 WriteAudio = Callable[..., Path]
 
 
+@pytest.fixture(autouse=True)
+def _work_in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run every test in its own directory: nothing a test writes lands in the checkout."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def write_audio(tmp_path: Path) -> WriteAudio:
     def write(
