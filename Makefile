@@ -29,7 +29,7 @@ test: lint
 # The reliability suite alone, adding up what it tried in reliability-report.json.
 reliability: $(STAMP)
 	rm -f reliability-report.json
-	MCLX_RELIABILITY_REPORT=reliability-report.json $(BIN)/python -m pytest tests/reliability
+	MCLX_RELIABILITY_REPORT=$(CURDIR)/reliability-report.json $(BIN)/python -m pytest tests/reliability
 	cat reliability-report.json
 
 clean:
