@@ -1,58 +1,90 @@
-"""The README's probe table: MFCC baseline against a random-initialised melcnn on the dev tasks.
+"""The README's probe table: the MFCC baseline against a random-initialised melcnn on the dev tasks.
 
-    MCLX_DATA=~/mclx-data python -m benchmarks.probe_table --out runs/probe [--seeds 5]
+    MCLX_DATA=~/mclx-data python -m benchmarks.probe_table --out runs/probe [--seeds 5] [--plot]
 
-Runs `mclx probe` (the library call) for the tasks `notes` (nsynth layout), `genre` (gtzan)
-and `gamesrc` (csv) with `--baseline mfcc --model random-melcnn --head both`, keeps each
-results JSON in --out, and prints a markdown table of the test metrics (mean and 95% CI).
+Runs the `mclx probe` library call for the tasks `notes` (nsynth layout), `genre` (gtzan) and
+`gamesrc` (csv) with `--baseline mfcc --model random-melcnn --head both`, keeps each task's
+results JSON (and the embedding caches, so a second run does not embed again) in --out, and
+writes a markdown table (one row per task and feature set, test metrics as mean ± 95% CI over
+the seeds, best per task in bold) to stdout and to OUT/table.md. Timings go to stderr.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from mclx.probe import run_probe
+from mclx.probe.report import cell
 
 TASKS = ("notes", "genre", "gamesrc")
-METRICS = ("accuracy", "macro_f1", "map_at_10")
+
+
+def markdown(reports: list[dict[str, Any]]) -> str:
+    """One row per (task, features); a column per (head, metric) seen in any report."""
+    columns: dict[tuple[str, str], None] = {}
+    for report in reports:
+        for r in report["results"]:
+            columns[(r["head"], r["metric"])] = None
+    header = ["task", "features"] + [f"{h} {m}" if h != "cosine" else m for h, m in columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * len(columns)]
+    for report in reports:
+        by_key = {(r["features"], r["head"], r["metric"]): r for r in report["results"]}
+        best: dict[tuple[str, str], float] = {}
+        for r in report["results"]:
+            if r["mean"] is not None:
+                key = (r["head"], r["metric"])
+                best[key] = max(best.get(key, r["mean"]), r["mean"])
+        s = report["splits"]
+        split = f"{s['train']}/{s['valid']}/{s['test']}" if report["folds"] is None else "5-fold"
+        for features in dict.fromkeys(r["features"] for r in report["results"]):
+            cells = []
+            for h, m in columns:
+                r = by_key.get((features, h, m))
+                text = cell(r) if r else ""
+                if r and r["mean"] is not None and r["mean"] == best.get((h, m)):
+                    text = f"**{text}**"
+                cells.append(text)
+            task = f"{report['task']} ({report['layout']}, {split})"
+            lines.append("| " + " | ".join([task, features, *cells]) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", default="runs/probe")
+    ap.add_argument("--out", default="runs/probe", help="folder for results, caches and table.md")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--tasks", default=",".join(TASKS))
+    ap.add_argument("--model", default="random-melcnn", help="features compared with the mfcc baseline")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--plot", action="store_true", help="also write OUT/<task>.png (needs matplotlib)")
     args = ap.parse_args()
+    root = os.environ.get("MCLX_DATA")
+    if not root:
+        sys.exit("set MCLX_DATA to the dev corpus (e.g. ~/mclx-data)")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = [
-        "| task | features | head | " + " | ".join(METRICS) + " |",
-        "|---|---|---|" + "---|" * len(METRICS),
-    ]
+    reports, started = [], time.monotonic()
     for task in args.tasks.split(","):
+        if not (Path(root) / task / ".complete").exists():
+            sys.exit(f"{root}/{task}: not complete yet (no .complete marker)")
         t0 = time.monotonic()
-        report = run_probe(task, None, None, "random-melcnn", None, "mfcc", "both", args.seeds,
-                           str(out / f"{task}.json"), str(out / f"{task}.png"), quiet=True)  # fmt: skip
-        rows: dict[tuple[str, str], dict[str, str]] = {}
-        for r in report["results"]:
-            head = "any" if r["head"] == "cosine" else r["head"]
-            for h in ("linear", "mlp") if head == "any" else (head,):
-                cell = f"{r['mean']:.3f} [{r['ci95'][0]:.3f}, {r['ci95'][1]:.3f}]"
-                rows.setdefault((r["features"], h), {})[r["metric"]] = cell
-        s = report["splits"]
-        for (features, head), cells in rows.items():
-            name = f"{task} ({report['layout']}, {s['train']}/{s['valid']}/{s['test']})"
-            lines.append(
-                f"| {name} | {features} | {head} | " + " | ".join(cells.get(m, "") for m in METRICS) + " |"
-            )
-        print(f"{task}: {time.monotonic() - t0:.0f} s", flush=True)
-    table = "\n".join(lines)
+        plot = str(out / f"{task}.png") if args.plot else None
+        results = str(out / f"{task}.json")
+        report = run_probe(
+            task, None, None, args.model, None, "mfcc", "both", args.seeds, results, plot,
+            device=args.device, quiet=True,
+        )  # fmt: skip
+        reports.append(report)
+        print(f"{task}: {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
+    print(f"total: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    table = markdown(reports)
     (out / "table.md").write_text(table + "\n")
     print(table)
-    print(json.dumps({"seeds": args.seeds, "tasks": args.tasks.split(",")}))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from mclx import losses
 from mclx.augment import augment
 from mclx.config import load_config
 from mclx.distributed import Rank
-from mclx.train import build_model, make_batch, pool_matrix
+from mclx.train import batches, build_model, make_batch, pool_matrix
 from mclx.traindata import build_cache, cache_root, list_audio
 from mclx.views import view_sizes
 
@@ -53,6 +53,8 @@ def main() -> None:
     pool = pool_matrix(b, sizes, device)
     opt = torch.optim.AdamW(model.parameters(), lr=config.train.lr)
     amp = device.type == "cuda"
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
     target = losses.same_clip_target(torch.arange(b, device=device).repeat(len(sizes)))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -68,18 +70,15 @@ def main() -> None:
         opt.step()
 
     def timed(real: bool) -> float:
+        n = args.warmup + args.steps
         fixed = torch.from_numpy(make_batch(0, config, cache, Rank())[0]).to(device)
-        for k in range(args.warmup + args.steps):
+        data = batches(0, n, config, cache, Rank(), device.type == "cuda") if real else [(fixed, None)] * n
+        for k, (x, _) in enumerate(data):
             if k == args.warmup:
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
-            if real:
-                x = torch.from_numpy(make_batch(k, config, cache, Rank())[0])
-                x = (x.pin_memory() if device.type == "cuda" else x).to(device, non_blocking=True)
-            else:
-                x = fixed
-            step(x, k)
+            step(x.to(device, non_blocking=True), k)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return args.steps / (time.perf_counter() - t0)

@@ -216,26 +216,46 @@ def probe(
     task: Annotated[str, typer.Option(help="Task name (folder under $MCLX_DATA).")],
     data: Annotated[str | None, typer.Option(help="Task directory (default: $MCLX_DATA/TASK).")] = None,
     layout: Annotated[str | None, typer.Option(help="gtzan | nsynth | csv (default: detected).")] = None,
-    model: Annotated[str | None, typer.Option(help="Model to embed the task with.")] = None,
-    embeddings: Annotated[str | None, typer.Option(help="An existing embedding store.")] = None,
+    model: Annotated[
+        list[str] | None, typer.Option(help="Model to embed the task with (repeat for several).")
+    ] = None,
+    embeddings: Annotated[
+        list[str] | None, typer.Option(help="An existing embedding store (repeat for several).")
+    ] = None,
     baseline: Annotated[str | None, typer.Option(help="Baseline features: mfcc.")] = None,
     head: Annotated[str, typer.Option(help="linear | mlp | both")] = "both",
     seeds: Annotated[int, typer.Option(help="Seeds per result.")] = 5,
     label: Annotated[str | None, typer.Option(help="nsynth label field.")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="single | multi | regression (default: detected from the labels).")
+    ] = None,
+    compare: Annotated[
+        list[str] | None, typer.Option(help="A,B: a paired comparison of two feature sets (repeatable).")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     out: Annotated[str | None, typer.Option(help="Results JSON path.")] = None,
     plot: Annotated[str | None, typer.Option(help="Results PNG path.")] = None,
+    as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Linear and MLP probes of embeddings on a labelled task."""
+    """Linear and MLP probes of embeddings on a labelled task, with paired comparisons."""
+    from mclx.errors import UsageError
     from mclx.probe import run_probe
 
+    pairs = []
+    for item in compare or []:
+        a, sep, b = item.partition(",")
+        if not sep or not a or not b:
+            raise UsageError(f"--compare {item}: expected A,B (two feature names)")
+        pairs.append((a, b))
     results = run_probe(
         task, data, layout, model, embeddings, baseline, head, seeds, out, plot,
-        label_field=label, device=device, quiet=quiet,
+        label_field=label, device=device, quiet=quiet, kind=kind, compare=pairs,
     )  # fmt: skip
-    if out is None:
+    if as_json:
         print(json.dumps(results))
+    if results["failed"]:
+        raise typer.Exit(1)
 
 
 def main() -> None:

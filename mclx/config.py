@@ -43,6 +43,8 @@ class ModelConfig:
     embedding_dim: int = 512
     projection_dim: int = 128
     channels: list[int] = field(default_factory=list)  # [] = the architecture's default
+    n_mels: int = 0  # melcnn: mel bands (0 = the architecture's default, 96)
+    hop_length: int = 0  # melcnn: STFT hop in samples (0 = the architecture's default, 256)
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,7 @@ class TrainConfig:
     compile: bool = False
     device: str = "auto"
     checkpoint_every: int = 1000
+    snapshot_every: int = 0  # > 0: also keep DIR/snapshots/step-NNNNNN.safetensors (step 0 included)
     log_every: int = 10
     out: str = ""  # "" = runs/<config file stem>
 
@@ -178,6 +181,10 @@ def _check_values(c: Config) -> None:
         "train.checkpoint_every": c.train.checkpoint_every,
         "train.log_every": c.train.log_every,
     }
+    for key, count in {"model.n_mels": c.model.n_mels, "model.hop_length": c.model.hop_length,
+                       "train.snapshot_every": c.train.snapshot_every}.items():  # fmt: skip
+        if count < 0:
+            raise ConfigError(f"{key} must be 0 or positive, got {count}")
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}")
@@ -195,6 +202,15 @@ def _check_values(c: Config) -> None:
     if c.views.positive == "track" and c.views.input == "track":
         raise ConfigError(
             "views.positive = 'track' needs views.input = 'segment' (a segment against its track)"
+        )
+    if c.views.positive == "track" and c.views.n_views != 2:
+        raise ConfigError(
+            "views.positive = 'track' makes two views (a segment, its track): set views.n_views = 2"
+        )
+    if c.views.positive == "same" and (not c.views.augment or c.views.augment_p == 0):
+        raise ConfigError(
+            "views.positive = 'same' needs augmentations (views.augment, views.augment_p > 0): "
+            "identical views teach nothing"
         )
 
 

@@ -26,9 +26,12 @@ def init_from_env(device_type: str) -> Rank:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Rank()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        torch.cuda.set_device(local)  # NCCL's own buffers (all_gather_object) live on the current device
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    return Rank(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+    return Rank(dist.get_rank(), dist.get_world_size(), local)
 
 
 def gather(x: Tensor) -> Tensor:
@@ -47,3 +50,30 @@ def gather_plain(x: Tensor) -> Tensor:
     parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
     dist.all_gather(parts, x.contiguous())
     return torch.cat(parts, dim=0)
+
+
+def any_rank(flag: bool, device: torch.device) -> bool:
+    """True on every rank when ``flag`` is true on any (a stop request must stop all ranks at one step)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return flag
+    t = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def same_on_every_rank(text: str) -> bool:
+    """Whether every rank holds the same ``text`` (e.g. a digest of its list of tracks)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return True
+    texts: list[object] = [None] * dist.get_world_size()
+    dist.all_gather_object(texts, text)
+    return all(t == text for t in texts)
+
+
+def mean_over_ranks(x: Tensor) -> Tensor:
+    """The mean of ``x`` over the ranks (a logged loss is the global batch's, not one rank's)."""
+    if not dist.is_initialized() or dist.get_world_size() == 1:
+        return x
+    x = x.clone()
+    dist.all_reduce(x)
+    return x / dist.get_world_size()

@@ -42,9 +42,9 @@ def contrastive_loss(
     log_p = torch.log_softmax(logits.masked_fill(self_mask, float("-inf")), dim=-1)
     w = target[rows].to(z.dtype).masked_fill(self_mask, 0.0)
     total = w.sum(dim=-1)
-    keep = total > 0
-    per_anchor = -(w * log_p.masked_fill(self_mask, 0.0)).sum(dim=-1)[keep] / total[keep]
-    return per_anchor.mean() if per_anchor.numel() else z.sum() * 0.0
+    keep = (total > 0).to(z.dtype)  # a weight, not a boolean index: no device-to-host sync
+    per_anchor = -(w * log_p.masked_fill(self_mask, 0.0)).sum(dim=-1) / total.clamp(min=1e-12)
+    return (per_anchor * keep).sum() / keep.sum().clamp(min=1.0)
 
 
 def same_clip_target(clip_ids: Tensor) -> Tensor:

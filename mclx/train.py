@@ -7,11 +7,18 @@ had never stopped: on the CPU the final weights are bit-identical.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import io
 import json
 import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +31,18 @@ from mclx.audio import one_line
 from mclx.augment import augment
 from mclx.checkpoint import atomic_write_bytes, save_encoder
 from mclx.config import Config, load_config, to_toml
-from mclx.distributed import Rank, gather, init_from_env
-from mclx.errors import ConfigError, Interrupted, WeightsError
+from mclx.distributed import Rank, any_rank, gather, init_from_env, mean_over_ranks, same_on_every_rank
+from mclx.errors import ConfigError, Interrupted, MclxError, UsageError, WeightsError
+from mclx.labels import build_labels, check_labels_match, read_label_rows
 from mclx.models import Encoder, build_encoder
-from mclx.traindata import Labels, TrackCache, build_cache, cache_root, list_audio, read_labels
+from mclx.traindata import TrackCache, build_cache, cache_root, list_audio
 from mclx.views import sample_starts, view_sizes
 
 STATE = "state.pt"
+# Keys a resumed run may change; any other difference would silently train another model.
+RESUMABLE_CHANGES = {"train.steps", "train.checkpoint_every", "train.log_every", "train.out",
+                     "train.device", "train.compile", "train.precision", "data.cache",
+                     "train.snapshot_every"}  # fmt: skip
 
 
 class ProjectionHead(nn.Module):
@@ -71,19 +83,20 @@ def build_model(config: Config, sample_rate: int | None = None) -> ContrastiveMo
     args: dict[str, Any] = {"embedding_dim": m.embedding_dim, "window_s": config.views.segment_s}
     if m.channels:
         args["channels"] = m.channels
+    if m.n_mels:
+        args["n_mels"] = m.n_mels
+    if m.hop_length:
+        args["hop_length"] = m.hop_length
     if sample_rate is not None:
         args["sample_rate"] = sample_rate
     encoder = build_encoder(m.architecture, args)
     return ContrastiveModel(encoder, ProjectionHead(m.embedding_dim, m.projection_dim))
 
 
-def make_batch(
-    step: int, config: Config, cache: TrackCache, rank: Rank
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
-    """The global batch of step ``step``, this rank's share of it.
+def make_batch(step: int, config: Config, cache: TrackCache, rank: Rank) -> tuple[np.ndarray, np.ndarray]:
+    """The global batch of step ``step``: (this rank's segments (M, samples) float32, all tracks (B,)).
 
-    Returns (this rank's segments (M, samples) float32, all tracks (B,), this rank's
-    tracks (b,), segments per view).
+    Segments are laid out view-major, then track, then segment within the view.
     """
     rng = np.random.default_rng([config.train.seed, step])
     n_tracks = len(cache.lengths)
@@ -93,10 +106,42 @@ def make_batch(
     starts = sample_starts(cache.lengths[tracks], config.views, segment, rng)
     per_rank = b // rank.world
     mine = slice(rank.rank * per_rank, (rank.rank + 1) * per_rank)
-    # layout: view-major, then track, then segment within the view
     seg_tracks = np.concatenate([np.repeat(tracks[mine], s.shape[1]) for s in starts])
     seg_starts = np.concatenate([s[mine].reshape(-1) for s in starts])
-    return cache.segments(seg_tracks, seg_starts, segment), tracks, tracks[mine], view_sizes(config.views)
+    return cache.segments(seg_tracks, seg_starts, segment), tracks
+
+
+def batches(
+    start: int,
+    end: int,
+    config: Config,
+    cache: TrackCache,
+    rank: Rank,
+    gpu: bool,
+    prefetch: bool | None = None,
+) -> Generator[tuple[Tensor, Tensor], None, None]:
+    """(segments (M, samples), all tracks (B,)) of steps start..end-1, on the CPU.
+
+    For a GPU the tensors are pinned (their copies then overlap the kernels) and the next
+    batch is cut in a thread while the current one trains (``prefetch``, default: ``gpu``).
+    Each batch is a pure function of its step, so prefetching changes nothing in what is trained.
+    """
+
+    def prepare(step: int) -> tuple[Tensor, Tensor]:
+        segments, tracks = make_batch(step, config, cache, rank)
+        x, ids = torch.from_numpy(segments), torch.from_numpy(tracks)
+        return (x.pin_memory(), ids.pin_memory()) if gpu else (x, ids)
+
+    if not (gpu if prefetch is None else prefetch):
+        yield from (prepare(step) for step in range(start, end))
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="mclx-batches") as executor:
+        upcoming = executor.submit(prepare, start) if start < end else None
+        for step in range(start, end):
+            assert upcoming is not None
+            current = upcoming.result()
+            upcoming = executor.submit(prepare, step + 1) if step + 1 < end else None
+            yield current
 
 
 def pool_matrix(n_tracks: int, sizes: list[int], device: torch.device) -> Tensor:
@@ -112,13 +157,16 @@ def pool_matrix(n_tracks: int, sizes: list[int], device: torch.device) -> Tensor
     return torch.stack(rows).to(device)
 
 
-def target_matrix(config: Config, tracks: Tensor, labels: Labels | None, n_views: int) -> Tensor:
-    """(V * B, V * B) target of the loss for global tracks (B,) in view-major order."""
+def target_matrix(config: Config, tracks: Tensor, labels: Tensor | None, n_views: int) -> Tensor:
+    """(V * B, V * B) target of the loss for global tracks (B,) in view-major order.
+
+    ``labels``: every cached track's label (rows as in :class:`mclx.labels.Labels`), or None.
+    """
     ids = tracks.repeat(n_views)
     ssl = losses.same_clip_target(ids)
     if config.loss.kind == "ntxent" or labels is None:
         return ssl
-    values = torch.as_tensor(labels.values, device=tracks.device)[ids]
+    values = labels[ids]
     if config.loss.kind == "supcon" or config.loss.target == "multiclass":
         sup = losses.multiclass_target(values)
     elif config.loss.target == "multilabel":
@@ -151,134 +199,158 @@ def run_training(
     ``stop_after``: checkpoint and return after this many steps in total, as if the run had
     been interrupted there (``--resume`` continues it).
     """
+    # 1. Everything that can be wrong with the configuration, before any work.
     config = load_config(config_path, overrides)
     base = Path(config_path).resolve().parent
     out = Path(out_dir or config.train.out or f"runs/{Path(config_path).stem}")
     if config.train.batch_size < 2:
         raise ConfigError("train.batch_size must be at least 2 (a contrastive batch needs negatives)")
     files = list_audio(config, base)
-    if resume and not (out / STATE).exists():
-        raise ConfigError(f"--resume: no checkpoint in {out} ({STATE} is missing)")
-
-    torch.manual_seed(config.train.seed)
-    probe = build_model(config)
-    rate = probe.encoder.spec.sample_rate
+    label_rows = read_label_rows(config, base) if config.loss.kind != "ntxent" else None
+    if label_rows is not None:
+        check_labels_match(config, label_rows, files)
+    state = _read_state(out, config) if resume else None
     rank = init_from_env(_device(config, Rank()).type)
     if config.train.batch_size % rank.world:
         raise ConfigError(
             f"train.batch_size {config.train.batch_size} is not divisible by {rank.world} ranks"
         )
     device = _device(config, rank)
-    cache = build_cache(
-        files, rate, cache_root(config, base), round(config.data.min_track_s * rate), quiet or not rank.main
-    )
-    if len(cache.lengths) < 2:
-        raise ConfigError(f"data.audio: fewer than two usable tracks ({len(cache.skipped)} skipped)")
-    labels = None
-    if config.loss.kind != "ntxent":
-        kind = "multiclass" if config.loss.kind == "supcon" else config.loss.target
-        labels = read_labels(config, base, cache.paths, kind)
 
-    model = probe.to(device)
-    model.encoder.spec = probe.encoder.spec
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
-    )
-    start = 0
-    out.mkdir(parents=True, exist_ok=True)
-    if resume:
+    with _exclusive(out) if rank.main else contextlib.nullcontext():  # one run writes to out
+        # 2. Data: decoded once into the cache, then segments cut from memory-mapped tracks.
+        torch.manual_seed(config.train.seed)
+        model = build_model(config)
+        rate = model.encoder.spec.sample_rate
         try:
-            state = torch.load(io.BytesIO((out / STATE).read_bytes()), map_location=device, weights_only=True)
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start = int(state["step"])
-        except Exception as exc:  # truncated, edited, or from another configuration
-            raise WeightsError(f"{out / STATE}: cannot resume from it ({one_line(exc)})") from None
-    elif rank.main:
-        (out / "metrics.jsonl").unlink(missing_ok=True)
-    if rank.main:
-        atomic_write_bytes(out / "config.toml", to_toml(config).encode())
-    net: nn.Module = model
-    if rank.world > 1:
-        net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
-        )
-    forward = torch.compile(net) if config.train.compile else net
-    precision = config.train.precision
-    amp = device.type == "cuda" and precision in ("auto", "bf16")
-    sizes = view_sizes(config.views)
-    local_tracks = config.train.batch_size // rank.world
-    pool = pool_matrix(local_tracks, sizes, device)
-
-    from tqdm import tqdm
-
-    end = min(config.train.steps, stop_after) if stop_after is not None else config.train.steps
-    _sigterm_as_interrupt()
-    show = not quiet and rank.main and sys.stderr.isatty()
-    bar = tqdm(total=end, initial=start, unit="step", file=sys.stderr, dynamic_ncols=True, disable=not show)
-    t0, loss_value, examples = time.monotonic(), float("nan"), 0
-    last_log = time.monotonic()
-    completed = start
-    try:
-        for step in range(start, end):
-            lr = lr_at(step, config)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            segments, all_tracks, _, _ = make_batch(step, config, cache, rank)
-            x = torch.from_numpy(segments)
-            if device.type == "cuda":
-                x = x.pin_memory()  # the copy overlaps the previous step's kernels
-            x = x.to(device, non_blocking=True)
-            gen = torch.Generator(device=device).manual_seed(
-                config.train.seed * 1_000_003 + step * 7919 + rank.rank
+            with _sigterm_interrupts():
+                min_samples = round(config.data.min_track_s * rate)
+                cache = build_cache(
+                    files, rate, cache_root(config, base), min_samples, quiet or not rank.main
+                )
+        except KeyboardInterrupt:
+            raise Interrupted(
+                "interrupted while decoding into the cache; the next run keeps what was done"
+            ) from None
+        if rank.main and cache.skipped:
+            _warn_skipped(cache.skipped)
+        if len(cache.lengths) < 2:
+            raise ConfigError(f"data.audio: fewer than two usable tracks ({len(cache.skipped)} skipped)")
+        if not same_on_every_rank(hashlib.sha1("\n".join(cache.paths).encode()).hexdigest()):
+            raise MclxError(
+                "the ranks decoded different sets of tracks (a file failed on one of them); run again"
             )
-            x = augment(x, config.views.augment, gen, config.views.augment_p, rate)
-            model.train()
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                z_local = forward(x, pool)  # (V * b, P), view-major
-            z = _global_view_major(z_local, len(sizes), rank)
-            target = target_matrix(config, torch.as_tensor(all_tracks, device=device), labels, len(sizes))
-            anchors = _local_rows(len(sizes), config.train.batch_size, rank)
-            loss = losses.contrastive_loss(z, target, config.loss.temperature, anchors=anchors)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.train.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
-            optimizer.step()
-            completed = done = step + 1
-            examples += config.train.batch_size
-            if done % config.train.log_every == 0 or done == end:
-                # Reading the loss waits for the device: only on logging steps, so that on a GPU
-                # the next batch is prepared while this one still runs.
-                loss_value = float(loss.detach())
-                if not math.isfinite(loss_value):
-                    raise ConfigError(f"the loss became {loss_value} at step {step}: lower train.lr")
-            if rank.main and (done % config.train.log_every == 0 or done == end):
-                now = time.monotonic()
-                rate_s = examples / max(now - last_log, 1e-9)
-                record = {
-                    "step": done,
-                    "loss": round(loss_value, 6),
-                    "lr": lr,
-                    "examples_per_s": round(rate_s, 2),
-                }
-                with open(out / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                examples, last_log = 0, now
-                bar.set_postfix(loss=f"{loss_value:.4f}", ex_s=f"{rate_s:.1f}")
-            bar.update(1)
-            if done % config.train.checkpoint_every == 0 and done < end:
+        labels = None
+        if label_rows is not None:
+            kind = "multiclass" if config.loss.kind == "supcon" else config.loss.target
+            labels = torch.as_tensor(
+                build_labels(config, label_rows, cache.paths, kind).values, device=device
+            )
+
+        # 3. Model, optimiser and, when resuming, their saved state.
+        model = model.to(device)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay
+        )
+        start = 0
+        if state is not None:
+            try:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                start = int(state["step"])
+            except Exception as exc:  # from another architecture or size
+                raise WeightsError(f"{out / STATE}: cannot resume from it ({one_line(exc)})") from None
+        net: nn.Module = model
+        if rank.world > 1:
+            net = nn.parallel.DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        forward = torch.compile(net) if config.train.compile else net
+        precision = config.train.precision
+        amp = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        sizes = view_sizes(config.views)
+        pool = pool_matrix(config.train.batch_size // rank.world, sizes, device)
+        anchors = _local_rows(len(sizes), config.train.batch_size, rank)
+        if isinstance(anchors, Tensor):
+            anchors = anchors.to(device)
+
+        # 4. The loop.
+        from tqdm import tqdm
+
+        end = min(config.train.steps, stop_after) if stop_after is not None else config.train.steps
+        with contextlib.ExitStack() as stack:
+            if rank.main:
+                _start_metrics(out, start)
+                atomic_write_bytes(out / "config.toml", to_toml(config).encode())
+            stop = stack.enter_context(_stop_on_signals())
+            show = not quiet and rank.main and sys.stderr.isatty()
+            bar = stack.enter_context(tqdm(total=end, initial=start, unit="step", file=sys.stderr,
+                                           dynamic_ncols=True, disable=not show))  # fmt: skip
+            t0 = last_log = time.monotonic()
+            loss_value, examples, done = float("nan"), 0, start
+            data = stack.enter_context(
+                contextlib.closing(batches(start, end, config, cache, rank, device.type == "cuda"))
+            )
+            if start == 0:
+                _snapshot(out, model, 0, config, rank)  # the learning curves' step 0: the initialisation
+            try:
+                for step, (x, track_ids) in zip(range(start, end), data, strict=True):
+                    lr = lr_at(step, config)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    x = x.to(device, non_blocking=True)
+                    track_ids = track_ids.to(device, non_blocking=True)
+                    gen = torch.Generator(device=device).manual_seed(
+                        config.train.seed * 1_000_003 + step * 7919 + rank.rank
+                    )
+                    x = augment(x, config.views.augment, gen, config.views.augment_p, rate)
+                    model.train()
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                        z_local = forward(x, pool)  # (V * b, P), view-major
+                    z = _global_view_major(z_local, len(sizes), rank)
+                    target = target_matrix(config, track_ids, labels, len(sizes))
+                    loss = losses.contrastive_loss(z, target, config.loss.temperature, anchors=anchors)
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if config.train.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(model.parameters(), config.train.grad_clip)
+                    optimizer.step()
+                    done = step + 1
+                    examples += config.train.batch_size
+                    bar.update(1)
+                    logging = done % config.train.log_every == 0 or done == end
+                    if logging:
+                        # Reading the loss waits for the device: only on logging steps, so that on a
+                        # GPU the next batch is prepared while this one still runs.
+                        loss_value = float(mean_over_ranks(loss.detach()))
+                        if not math.isfinite(loss_value):
+                            raise ConfigError(f"the loss became {loss_value} at step {done}: lower train.lr")
+                        now = time.monotonic()
+                        rate_s = examples / max(now - last_log, 1e-9)
+                        examples, last_log = 0, now
+                        if rank.main:
+                            record = {"step": done, "loss": round(loss_value, 6), "lr": lr,
+                                      "examples_per_s": round(rate_s, 2)}  # fmt: skip
+                            with open(out / "metrics.jsonl", "a") as f:
+                                f.write(json.dumps(record) + "\n")
+                            bar.set_postfix(loss=f"{loss_value:.4f}", ex_s=f"{rate_s:.1f}")
+                    # Several ranks must agree on the step they stop at: they compare on logging steps.
+                    if stop.is_set() if rank.world == 1 else logging and any_rank(stop.is_set(), device):
+                        _checkpoint(out, model, optimizer, done, config, rank)
+                        raise Interrupted(f"interrupted after step {done}; add --resume to continue ({out})")
+                    _snapshot(out, model, done, config, rank)
+                    if done % config.train.checkpoint_every == 0 and done < end:
+                        _checkpoint(out, model, optimizer, done, config, rank)
                 _checkpoint(out, model, optimizer, done, config, rank)
-    except KeyboardInterrupt:
-        _checkpoint(out, model, optimizer, completed, config, rank)
-        raise Interrupted(
-            f"interrupted after step {completed}; `mclx train ... --resume --out {out}` continues"
-        ) from None
-    finally:
-        bar.close()
-    _checkpoint(out, model, optimizer, completed, config, rank)
+            except KeyboardInterrupt:  # a second signal: stop at once, the last checkpoint stands
+                raise Interrupted(
+                    f"stopped during step {done + 1}; --resume continues from the last checkpoint"
+                ) from None
     wall = time.monotonic() - t0
-    trained = completed - start
+    trained = done - start
     summary = {
         "steps": config.train.steps,
         "trained_steps": trained,
@@ -290,24 +362,113 @@ def run_training(
         "out_dir": str(out),
     }
     if rank.main and not quiet:
-        print(
-            f"mclx train: {trained} steps in {wall:.1f} s, final loss {loss_value:.4f}, "
-            f"{summary['examples_per_s']} tracks/s -> {out / 'encoder.safetensors'}",
-            file=sys.stderr,
-        )
+        encoder = out / "encoder.safetensors"
+        print(f"mclx train: {trained} steps in {wall:.1f} s, final loss {loss_value:.4f}, "
+              f"{summary['examples_per_s']} tracks/s -> {encoder}", file=sys.stderr)  # fmt: skip
     return summary
 
 
-def _sigterm_as_interrupt() -> None:
-    """SIGTERM (a scheduler stopping the job) checkpoints and stops like Ctrl-C."""
-    import signal
-    import threading
+def _read_state(out: Path, config: Config) -> dict[str, Any]:
+    """The training state to resume from, refused when the configuration has changed."""
+    path = out / STATE
+    if not path.exists():
+        raise ConfigError(f"--resume: no checkpoint in {out} ({STATE} is missing)")
+    try:
+        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+        saved = json.loads(state.get("config", "null"))
+    except Exception as exc:  # truncated or edited
+        raise WeightsError(f"{path}: cannot resume from it ({one_line(exc)})") from None
+    if saved is not None:
+        now = config.to_dict()
+        changed = [f"{s}.{k}" for s in now for k in now[s] if saved.get(s, {}).get(k, now[s][k]) != now[s][k]]
+        changed = [key for key in changed if key not in RESUMABLE_CHANGES]
+        if changed:
+            raise ConfigError(
+                f"--resume: {', '.join(changed)} differ from the run in {out}; "
+                "set them back or use another --out"
+            )
+    return dict(state)
 
-    def interrupt(signum: int, frame: Any) -> None:
+
+def _warn_skipped(skipped: list[tuple[str, str]], shown: int = 20) -> None:
+    print(f"mclx train: skipped {len(skipped)} file(s):", file=sys.stderr)
+    for path, reason in skipped[:shown]:
+        print(f"  {path}: {reason}", file=sys.stderr)
+    if len(skipped) > shown:
+        print(f"  ... and {len(skipped) - shown} more", file=sys.stderr)
+
+
+def _start_metrics(out: Path, start: int) -> None:
+    """A fresh metrics.jsonl, or, when resuming at ``start``, the rows up to it (a killed run logged more)."""
+    path = out / "metrics.jsonl"
+    if start == 0:
+        path.unlink(missing_ok=True)
+    elif path.exists():
+        rows = [line for line in path.read_text().splitlines() if line.strip()]
+        kept = []
+        for line in rows:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                if int(json.loads(line)["step"]) <= start:
+                    kept.append(line + "\n")
+        atomic_write_bytes(path, "".join(kept).encode())
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One training process writes to ``out`` at a time."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        f = open(out / ".lock", "a")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        raise UsageError(f"--out {out}: {one_line(exc)}") from None
+    with f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"--out {out}: another mclx train is writing there") from None
+        yield
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a scheduler stopping the job) raises KeyboardInterrupt, like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT/SIGTERM set a flag that the loop reads between steps, so that the checkpoint it
+    writes is a whole step (an interrupt inside optimizer.step() would save half an update).
+    A second signal raises KeyboardInterrupt at once."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for s, h in previous.items():
+            if h is not None:
+                signal.signal(s, h)
 
 
 def _global_view_major(z_local: Tensor, n_views: int, rank: Rank) -> Tensor:
@@ -334,6 +495,17 @@ def _checkpoint(out: Path, model: ContrastiveModel, optimizer: torch.optim.Optim
     if not rank.main:
         return
     buf = io.BytesIO()
-    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, buf)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
+             "config": json.dumps(config.to_dict())}  # fmt: skip
+    torch.save(state, buf)
     atomic_write_bytes(out / STATE, buf.getvalue())
     save_encoder(out / "encoder.safetensors", model.encoder, training_config=config.to_dict())
+
+
+def _snapshot(out: Path, model: ContrastiveModel, step: int, config: Config, rank: Rank) -> None:
+    """Keep the encoder of every ``train.snapshot_every``-th step (for learning curves), rank 0 only."""
+    every = config.train.snapshot_every
+    if every > 0 and step % every == 0 and rank.main:
+        (out / "snapshots").mkdir(exist_ok=True)
+        save_encoder(out / "snapshots" / f"step-{step:06d}.safetensors", model.encoder,
+                     training_config=config.to_dict())  # fmt: skip

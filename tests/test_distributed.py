@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+import mclx.train
 from mclx.distributed import Rank
 from mclx.losses import contrastive_loss, same_clip_target
-from mclx.train import _global_view_major, _local_rows
+from mclx.train import _global_view_major, _local_rows, run_training
+
+from .conftest import WriteAudio
+from .test_train import write_config
 
 WORLD, VIEWS, BATCH, DIM = 2, 2, 6, 5
 
@@ -54,3 +62,36 @@ def test_distributed_loss_and_gradients_equal_the_single_process_ones(tmp_path: 
     torch.testing.assert_close(sum(p["loss"] for p in parts) / WORLD, single.detach())
     for p in parts:  # gradients reach each rank's own embeddings from every rank's anchors
         torch.testing.assert_close(p["grad"] / WORLD, z.grad[p["rows"]])
+
+
+def train_worker(rank: int, port: int, config: str, out: str, results: Path) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    torch.set_num_threads(1)
+    checkpoint = mclx.train._checkpoint
+
+    def keep_parameters(out: Path, model: torch.nn.Module, *args: Any) -> None:
+        torch.save(dict(model.named_parameters()), results / f"params{rank}.pt")
+        checkpoint(out, model, *args)
+
+    mclx.train._checkpoint = keep_parameters  # type: ignore[assignment]
+    summary = run_training(config, out, False, ["train.device='cpu'", "train.steps=4"], quiet=True)
+    torch.save(summary, results / f"summary{rank}.pt")
+    dist.destroy_process_group()
+
+
+def test_training_on_two_ranks_keeps_them_in_step(tmp_path: Path, write_audio: WriteAudio) -> None:
+    config = write_config(tmp_path, write_audio)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "run"
+    mp.spawn(train_worker, args=(port, str(config), str(out), tmp_path), nprocs=WORLD, join=True)
+    summaries = [torch.load(tmp_path / f"summary{r}.pt") for r in range(WORLD)]
+    assert [s["trained_steps"] for s in summaries] == [4, 4]
+    assert summaries[0]["final_loss"] == summaries[1]["final_loss"]  # the global batch's loss
+    a, b = (torch.load(tmp_path / f"params{r}.pt") for r in range(WORLD))
+    for key in a:  # gradients were averaged over the ranks: the weights never diverged
+        assert torch.equal(a[key], b[key]), key
+    assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [2, 4]
+    assert (out / "encoder.safetensors").exists()

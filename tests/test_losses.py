@@ -118,3 +118,25 @@ def test_anchor_subset_is_a_slice_of_the_full_loss() -> None:
         contrastive_loss(z, target, 0.1, slice(4, 8)),
     ]
     torch.testing.assert_close(full, sum(halves) / 2)
+
+
+@pytest.mark.parametrize("kind", ["multilabel-soft", "multilabel-hard", "similarity"])
+def test_semisupcon_soft_targets_equal_the_definition(kind: str) -> None:
+    ids = torch.arange(4).repeat(2)  # 4 clips, 2 views each; clip 3 unlabelled
+    if kind == "similarity":
+        vectors = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 0.0]]).repeat(2, 1)
+        sup = similarity_target(vectors)
+    else:
+        tags = torch.tensor([[1, 1, 0], [1, 0, 0], [0, 1, 1], [0, 0, 0]]).repeat(2, 1)
+        sup = multilabel_target(tags, kind.split("-")[1])
+    target = semisup_target(same_clip_target(ids), sup, weight=0.5)
+    w = target.tolist()
+    assert [j for j in range(8) if w[3][j] and j != 3] == [7]  # unlabelled: its own other view only
+    check(lambda z: contrastive_loss(z, target, 0.2).double(), lambda z: slow_loss(z, w, 0.2), randn(8, 6))
+
+
+def test_a_batch_without_positives_gives_zero_loss_and_gradient() -> None:
+    z = randn(4, 3).requires_grad_(True)
+    loss = contrastive_loss(z, torch.zeros(4, 4), 0.1)
+    loss.backward()
+    assert loss.item() == 0.0 and z.grad is not None and not z.grad.any()

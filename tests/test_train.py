@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import json
+import os
+import signal
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from mclx.config import load_config
-from mclx.errors import ConfigError
+import mclx.train
+from mclx.config import Config, load_config
+from mclx.distributed import Rank
+from mclx.errors import ConfigError, Interrupted, UsageError
 from mclx.pipeline import EmbedSettings, embed
 from mclx.store import read_store
-from mclx.train import lr_at, run_training
+from mclx.train import batches, lr_at, make_batch, run_training
+from mclx.traindata import build_cache
 
 from .conftest import WriteAudio
 from .test_embed import run_cli
@@ -60,23 +67,53 @@ def weights(out: Path) -> dict[str, torch.Tensor]:
     return load_file(out / "encoder.safetensors")
 
 
-def test_resumed_run_ends_with_bit_identical_weights(tmp_path: Path, write_audio: WriteAudio) -> None:
+def test_resumed_run_ends_with_bit_identical_weights(
+    tmp_path: Path, write_audio: WriteAudio, monkeypatch: pytest.MonkeyPatch
+) -> None:
     config = str(write_config(tmp_path, write_audio))
     full = run_training(config, str(tmp_path / "full"), False, [], quiet=True)
     assert full["trained_steps"] == 12
     part = tmp_path / "part"
-    first = run_training(config, str(part), False, [], quiet=True, stop_after=7)
-    assert first["trained_steps"] == 7
-    assert torch.load(part / "state.pt", weights_only=True)["step"] == 7
+    # Ctrl-C arrives in the middle of step 5 (numbered from 0): the run finishes that step,
+    # checkpoints it and stops.
+    lr = mclx.train.lr_at
+
+    def interrupting_lr(step: int, c: Config) -> float:
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+        return lr(step, c)
+
+    monkeypatch.setattr(mclx.train, "lr_at", interrupting_lr)
+    with pytest.raises(Interrupted, match="after step 6"):
+        run_training(config, str(part), False, [], quiet=True)
+    monkeypatch.setattr(mclx.train, "lr_at", lr)
+    assert torch.load(part / "state.pt", weights_only=True)["step"] == 6
+    first = run_training(config, str(part), True, [], quiet=True, stop_after=9)
+    assert first["trained_steps"] == 3
     assert not all(torch.equal(v, weights(tmp_path / "full")[k]) for k, v in weights(part).items())
+    with open(part / "metrics.jsonl", "a") as f:  # rows logged after the checkpoint by a killed run
+        f.write('{"step": 10, "loss": 99.0}\n{"step": 12, "loss": 99.0}\n')
     resumed = run_training(config, str(part), True, [], quiet=True)
-    assert resumed["trained_steps"] == 5
+    assert resumed["trained_steps"] == 3
     a, b = weights(tmp_path / "full"), weights(part)
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key
-    metrics = [json.loads(line)["step"] for line in (part / "metrics.jsonl").read_text().splitlines()]
-    assert metrics == [2, 4, 6, 7, 8, 10, 12]
+    rows = [json.loads(line) for line in (part / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4, 6, 8, 9, 10, 12]
+    assert all(r["loss"] != 99.0 for r in rows)
+
+
+def test_resume_refuses_a_changed_configuration(tmp_path: Path, write_audio: WriteAudio) -> None:
+    config = str(write_config(tmp_path, write_audio))
+    out = str(tmp_path / "run")
+    run_training(config, out, False, [], quiet=True, stop_after=2)
+    with pytest.raises(ConfigError, match=r"model\.embedding_dim, views\.segment_s differ"):
+        run_training(config, out, True, ["model.embedding_dim=32", "views.segment_s=0.4"], quiet=True)
+    with pytest.raises(ConfigError, match="no checkpoint"):
+        run_training(config, str(tmp_path / "elsewhere"), True, [], quiet=True)
+    longer = run_training(config, out, True, ["train.steps=14", "train.log_every=7"], quiet=True)
+    assert longer["trained_steps"] == 12
 
 
 def test_samplecnn_resume_from_a_periodic_checkpoint(tmp_path: Path, write_audio: WriteAudio) -> None:
@@ -161,10 +198,11 @@ def test_bad_configurations_are_clear_errors(tmp_path: Path, write_audio: WriteA
         with pytest.raises(ConfigError, match=message):
             run_training(config, str(tmp_path / "x"), False, [override], quiet=True)
     (tmp_path / "labels.csv").write_text("path,label\nelsewhere/a.wav,x\n")
-    with pytest.raises(ConfigError, match="matches the audio"):
+    with pytest.raises(ConfigError, match=r"names a file of data\.audio"):
         run_training(
             config, str(tmp_path / "x"), False, ["loss.kind='supcon'", "data.labels='labels.csv'"], quiet=True
         )
+    assert not (tmp_path / "cache").exists()  # every error came before any decoding
     cli = run_cli("train", config, "--set", "model.architecure='melcnn'", "--out", str(tmp_path / "y"))
     assert cli.returncode == 2 and "model.architecure" in cli.stderr and "architecture" in cli.stderr
 
@@ -175,3 +213,53 @@ def test_schedule_is_warmup_then_cosine() -> None:
     assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
     assert all(a >= b for a, b in itertools.pairwise(lrs[9:]))
     assert lrs[-1] < 0.001
+
+
+def test_prefetched_batches_equal_the_batches_of_each_step(tmp_path: Path, write_audio: WriteAudio) -> None:
+    config = load_config(write_config(tmp_path, write_audio), ["views.n_views=3"])
+    files = [str(p) for p in sorted((tmp_path / "audio").iterdir())]
+    cache = build_cache(files, 16000, tmp_path / "cache", 1)
+    prefetched = list(batches(3, 7, config, cache, Rank(), gpu=False, prefetch=True))
+    assert len(prefetched) == 4
+    for step, (x, tracks) in zip(range(3, 7), prefetched, strict=True):
+        segments, expected_tracks = make_batch(step, config, cache, Rank())
+        assert x.shape == (3 * 6, 8000)  # 3 views of 6 tracks, 0.5 s at 16 kHz
+        assert np.array_equal(x.numpy(), segments) and np.array_equal(tracks.numpy(), expected_tracks)
+    again = make_batch(3, config, cache, Rank())[0]
+    assert np.array_equal(again, prefetched[0][0].numpy())  # a pure function of the step
+    assert not np.array_equal(again, prefetched[1][0].numpy())
+
+
+def test_one_run_at_a_time_writes_to_an_output(tmp_path: Path, write_audio: WriteAudio) -> None:
+    config = str(write_config(tmp_path, write_audio))
+    out = tmp_path / "run"
+    out.mkdir()
+    with open(out / ".lock", "a") as f:  # another run holds it
+        fcntl.flock(f, fcntl.LOCK_EX)
+        with pytest.raises(UsageError, match="another mclx train is writing there"):
+            run_training(config, str(out), False, [], quiet=True)
+    assert not (tmp_path / "cache").exists()  # refused before decoding
+    assert run_training(config, str(out), False, ["train.steps=2"], quiet=True)["trained_steps"] == 2
+
+
+def test_snapshots_keep_the_initialisation_and_every_nth_step(
+    tmp_path: Path, write_audio: WriteAudio
+) -> None:
+    config = write_config(tmp_path, write_audio)
+    out = tmp_path / "run"
+    keys = ["train.snapshot_every=5", "model.n_mels=32", "model.hop_length=128"]
+    run_training(str(config), str(out), False, keys, quiet=True)
+    names = sorted(p.name for p in (out / "snapshots").glob("*.safetensors"))
+    assert names == ["step-000000.safetensors", "step-000005.safetensors", "step-000010.safetensors"]
+    first, last = load_file(out / "snapshots" / names[0]), load_file(out / "snapshots" / names[-1])
+    assert any(not torch.equal(first[k], last[k]) for k in first)  # training moved the weights
+    from mclx.checkpoint import load_encoder
+
+    encoder, _ = load_encoder(out / "snapshots" / names[0])
+    assert (encoder.spec.args["n_mels"], encoder.spec.args["hop_length"]) == (32, 128)
+
+
+def test_negative_sizes_are_config_errors() -> None:
+    for key in ("model.n_mels=-1", "model.hop_length=-5", "train.snapshot_every=-1"):
+        with pytest.raises(ConfigError, match=key.split("=")[0]):
+            load_config(None, [key])

@@ -22,7 +22,9 @@ from mclx.models.samplecnn import SampleCNN
 ARCHITECTURES: dict[str, type[Encoder]] = {"mfcc": MFCCEncoder, "melcnn": MelCNN, "samplecnn": SampleCNN}
 BUILTIN = ("mfcc", "random-melcnn", "random-samplecnn")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
-MANIFEST_PATH = PACKAGE_DIR.parent / "weights_manifest.json"
+# The package reads its own copy (package data), so a wheel install keeps every bundled model;
+# the repository's top-level weights_manifest.json is the same file (a test checks it).
+MANIFEST_PATH = PACKAGE_DIR / "weights" / "weights_manifest.json"
 
 
 @dataclass(frozen=True)

@@ -1,32 +1,56 @@
-"""One probe run: task -> features -> heads over seeds -> metrics with confidence intervals."""
+"""One probe run: task -> feature sets -> heads over seeds -> metrics with confidence intervals."""
 
 from __future__ import annotations
 
-import json
+import hashlib
+import math
 import os
 import sys
-import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
+from mclx import __version__
 from mclx.errors import UsageError
-from mclx.probe import heads, metrics
-from mclx.probe.report import plot_results, print_table
-from mclx.probe.tasks import Task, load_task
+from mclx.probe import heads, metrics, stats
+from mclx.probe.report import plot_results, print_table, require_matplotlib, write_json
+from mclx.probe.splits import FOLDS, Split, make_splits, split_notes
+from mclx.probe.tasks import KINDS, Task, load_task
 
-AGGREGATION = "clip embedding = mean of the window embeddings (the store's /global)"
-FOLDS = 5
+HEAD_METRICS = {"single": ("accuracy", "macro_f1"), "multi": ("roc_auc", "pr_auc"), "regression": ("r2",)}
+RETRIEVAL = (
+    "retrieval (head 'cosine', nothing trained): each test clip queries the train+valid clips by "
+    f"cosine similarity of the standardised features; relevant = same class (single-label) or at "
+    f"least one shared tag (multi-label); MAP@{metrics.K_RETRIEVAL} and precision@{metrics.K_RETRIEVAL}"
+)
+CONFIDENCE = (
+    f"mean over seeds; 95% interval: percentile bootstrap ({stats.RESAMPLES} seeded resamples) that "
+    "redraws the seeds and the test clips, so it covers both; comparisons are paired (same seeds and "
+    "clips for both feature sets), with a two-sided bootstrap p-value"
+)
+
+
+@dataclass(frozen=True)
+class Features:
+    name: str  # as shown in the results: model name, checkpoint path, store path or "mfcc"
+    source: str  # "model" | "baseline" | "embeddings"
+    store: str  # the HDF5 store the features were read from
+    x: np.ndarray  # (N, D) float32 in task order, NaN rows for clips without features
+    aggregation: str
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "source": self.source, "store": self.store, "dim": int(self.x.shape[1]),
+                "aggregation": self.aggregation}  # fmt: skip
 
 
 def run_probe(
     task: str,
     data: str | None,
     layout: str | None,
-    model: str | None,
-    embeddings: str | None,
+    model: str | list[str] | None,
+    embeddings: str | list[str] | None,
     baseline: str | None,
     head: str,
     seeds: int,
@@ -35,165 +59,330 @@ def run_probe(
     label_field: str | None = None,
     device: str = "auto",
     quiet: bool = False,
+    kind: str | None = None,
+    compare: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
-    """Returns the results dict of the contract (written to ``out`` if given); table on stderr."""
-    if head not in ("linear", "mlp", "both"):
-        raise UsageError(f"--head {head}: choose linear, mlp or both")
-    if seeds < 1:
-        raise UsageError("--seeds must be at least 1")
-    if baseline not in (None, "mfcc"):
-        raise UsageError(f"--baseline {baseline}: the only baseline is mfcc")
-    if not (model or embeddings or baseline):
-        raise UsageError("give --model, --embeddings or --baseline mfcc (or several)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        t = load_task(task, data, layout, label_field)
-    notes = [str(w.message) for w in caught]
-    dev = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
-    )
+    """Returns the results dict of the contract (also written to ``out`` if given) and prints
+    the rich table to stderr unless ``quiet``. Raises UsageError for bad flags or bad tasks.
 
-    sets: list[tuple[str, np.ndarray]] = []
-    if embeddings:
-        sets.append((embeddings, _from_store(embeddings, t)))
-    for name in [n for n in (model, baseline) if n]:
-        sets.append((name, _embedded(name, t, out, quiet)))
-    usable = np.all([np.isfinite(x).all(axis=1) for _, x in sets], axis=0)
+    ``model`` and ``embeddings`` may name several feature sets; each is compared with the
+    baseline, and ``compare`` adds pairs (a, b) of feature names (a minus b)."""
+    from mclx.pipeline import resolve_device
+
+    models = [model] if isinstance(model, str) else list(model or [])
+    stores = [embeddings] if isinstance(embeddings, str) else list(embeddings or [])
+    _check_flags(head, seeds, baseline, models, stores, out, plot, kind)
+    dev = resolve_device(device)
+    log = _Log(quiet)
+
+    t = load_task(task, data, layout, label_field, kind=kind)
+    notes = list(t.notes)
+    counted = f", {len(t.classes)} {'classes' if t.kind == 'single' else 'tags'}" if t.classes else ""
+    log(f"probe {t.name}: {t.layout} layout, {t.kind}, {len(t.paths)} clips{counted}")
+    sets: list[Features] = []
+    failed: list[str] = []
+    for store in stores:
+        if store not in [f.name for f in sets]:
+            sets.append(_from_store(store, store, "embeddings", t))
+    for name, source in [*((m, "model") for m in models), (baseline, "baseline")]:
+        if name and name not in [f.name for f in sets]:
+            sets.append(_embedded(name, source, t, out, device, quiet, log, notes, failed))
+    pairs = [(f.name, baseline) for f in sets if baseline and f.name != baseline]
+    for a, b in compare or []:
+        unknown = [n for n in (a, b) if n not in [f.name for f in sets]]
+        if unknown:
+            raise UsageError(f"--compare {a},{b}: {unknown[0]} is not one of the feature sets "
+                             f"({', '.join(f.name for f in sets)})")  # fmt: skip
+        if (a, b) not in pairs:
+            pairs.append((a, b))
+    usable = np.all([np.isfinite(f.x).all(axis=1) for f in sets], axis=0)
     if not usable.all():
-        notes.append(f"{int((~usable).sum())} clips could not be embedded and are left out of every result")
-    splits = _splits(t, usable, seeds)
-    heads_run = ["linear", "mlp"] if head == "both" else [head]
-    y_all = t.targets()
-    results = []
+        notes.append(f"{int((~usable).sum())} clips have no features (failed to embed) and are left out")
+    splits = make_splits(t, usable, seeds)
+    y = t.targets()
+    for split in dict.fromkeys(splits):  # each distinct split once
+        notes.extend(split_notes(t, split, y))
+    if seeds == 1 and "mlp" in (head, "both"):
+        notes.append("one seed: the MLP's intervals cover the test clips only, not its variation "
+                     "between seeds (give --seeds 2 or more)")  # fmt: skip
+    heads_run = list(heads.HEADS) if head == "both" else [head]
+    test_ids = _test_set_ids(splits)
+    reps = stats.Replicates.draw(test_ids, {i: len(s.test) for i, s in zip(test_ids, splits, strict=True)})
+
+    results: list[dict[str, Any]] = []
+    replicates: dict[str, dict[tuple[str, str], np.ndarray]] = {}
+    tuned: list[dict[str, Any]] = []
     confusions: dict[str, list[list[int]]] = {}
-    for features, x_all in sets:
-        per: dict[tuple[str, str], list[float]] = {}
-        confusion = None
-        for seed, (tr, va, te) in enumerate(splits):
-            xtr, xva, xte = heads.standardise(x_all[tr], x_all[va], x_all[te])
-            for h in heads_run:
-                scores = _fit_and_score(h, t, xtr, xva, xte, y_all[tr], y_all[va], y_all[te], seed, dev)
-                for metric, value in scores.items():
-                    if metric != "confusion":
-                        per.setdefault((h, metric), []).append(value)
-                if t.kind == "single" and h == heads_run[0] and seed == 0:
-                    confusion = scores["confusion"]
-            if t.kind != "regression":
-                rel = _relevance(t, y_all[te], y_all[np.concatenate([tr, va])])
-                m_ap, p10 = metrics.retrieval_at_k(xte, np.concatenate([xtr, xva]), rel)
-                per.setdefault(("cosine", "map_at_10"), []).append(m_ap)
-                per.setdefault(("cosine", "precision_at_10"), []).append(p10)
-        for (h, metric), values in per.items():
-            mean, lo, hi = metrics.ci95(values)
-            results.append({"features": features, "head": h, "metric": metric, "mean": mean,
-                            "ci95": [lo, hi], "per_seed": values})  # fmt: skip
-        if confusion is not None:
-            confusions[features] = confusion
-    tr, va, te = splits[0]
+    for f in sets:
+        log(f"fitting {' and '.join(heads_run)} heads on {f.name} ({f.x.shape[1]} dims, {seeds} seeds)")
+        outcomes, chosen, conf = _evaluate(t, f.x, y, splits, heads_run, dev)
+        rows, replicates[f.name] = _summarise(outcomes, reps)
+        results.extend({"features": f.name, **r} for r in rows)
+        tuned.extend({"features": f.name, "head": h, "per_seed": c} for h, c in chosen.items())
+        if conf is not None:
+            confusions[f"{f.name} ({heads_run[0]})"] = conf
+    comparisons = [c for a, b in pairs for c in _compare(a, b, results, replicates)]
+    bad = sorted({f"{r['features']}/{r['head']}/{r['metric']}" for r in results if r["mean"] is None})
+    if bad:
+        notes.append(f"undefined for at least one seed, mean not given: {', '.join(bad)}")
+
+    first = splits[0]
     report: dict[str, Any] = {
         "task": t.name,
         "layout": t.layout,
         "data": t.data,
         "kind": t.kind,
-        "splits": {"train": len(tr), "valid": len(va), "test": len(te)},
-        "evaluation": "given splits, seeds vary the heads' initialisation"
-        if all(t.splits)
-        else f"stratified {FOLDS}-fold: seed i tests on fold i mod {FOLDS}, validates on the next",
-        "aggregation": AGGREGATION,
-        "retrieval": "test clips query train+valid clips by cosine similarity; relevant = same label "
-        "(single-label) or a shared tag (multi-label); head 'cosine' means no training",
+        "splits": {"train": len(first.train), "valid": len(first.valid), "test": len(first.test)},
+        "seeds": seeds,
+        "evaluation": _evaluation(t),
+        "folds": [s.describe() for s in splits] if not t.has_splits else None,
+        "aggregation": "; ".join(f"{f.name}: {f.aggregation}" for f in sets),
+        "features": [f.describe() for f in sets],
+        "heads": heads.describe(),
+        "hyperparameters": tuned,
+        "retrieval": RETRIEVAL if t.kind != "regression" else "no retrieval metric for regression",
+        "confidence": CONFIDENCE,
         "classes": t.classes,
-        "warnings": notes,
+        "warnings": list(dict.fromkeys(notes)),
+        "failed": failed,
+        "mclx_version": __version__,
+        "device": str(dev),
         "results": results,
+        "comparisons": comparisons,
     }
     if out:
-        Path(out).write_text(json.dumps(report, indent=1))
+        write_json(report, out)
     if not quiet:
         print_table(report)
-        for note in notes:
-            print(f"warning: {note}", file=sys.stderr)
     if plot:
         plot_results(report, confusions, plot)
+        log(f"plot written to {plot}")
     return report
 
 
-def _from_store(path: str, t: Task) -> np.ndarray:
-    from mclx.store import read_store
+def _check_flags(
+    head: str, seeds: int, baseline: str | None, models: list[str], stores: list[str],
+    out: str | None, plot: str | None, kind: str | None,
+) -> None:  # fmt: skip
+    """Fail before any work on a flag that cannot be honoured."""
+    from mclx.inputs import check_output_writable
 
-    store = read_store(path)
-    index = {os.path.realpath(p): i for i, p in enumerate(store.paths)}
-    g = store.global_matrix()
-    missing = [p for p in t.paths if os.path.realpath(p) not in index]
-    if missing:
-        raise UsageError(
-            f"--embeddings {path}: {len(missing)} clips of the task are not in it, e.g. {missing[0]}"
-        )
-    return g[[index[os.path.realpath(p)] for p in t.paths]]
+    if head not in (*heads.HEADS, "both"):
+        raise UsageError(f"--head {head}: choose linear, mlp or both")
+    if seeds < 1:
+        raise UsageError(f"--seeds {seeds}: must be at least 1")
+    if kind not in (None, *KINDS):
+        raise UsageError(f"--kind {kind}: choose {', '.join(KINDS)}")
+    if baseline not in (None, "mfcc"):
+        raise UsageError(f"--baseline {baseline}: the only baseline is mfcc")
+    if not (models or stores or baseline):
+        raise UsageError("nothing to probe: give --model, --embeddings and/or --baseline mfcc")
+    for store in stores:
+        if not os.path.isfile(store):
+            raise UsageError(f"--embeddings {store}: no such file")
+    for flag, path in (("--out", out), ("--plot", plot)):
+        if path:
+            try:
+                check_output_writable(path)
+            except UsageError as exc:
+                raise UsageError(f"{flag} {exc}") from None
+    if plot:
+        require_matplotlib()
 
 
-def _embedded(model: str, t: Task, out: str | None, quiet: bool) -> np.ndarray:
-    """Embed the task through the embed pipeline, cached in a store next to the results."""
-    from mclx.pipeline import EmbedSettings, embed
+class _Log:
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
 
-    stem = Path(out).with_suffix("") if out else Path(f"probe-{t.name}")
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(model).stem if model) or "model"
-    store = f"{stem}.{safe}.h5"
-    embed(t.paths, store, EmbedSettings(model=model, quiet=quiet))
-    return _from_store(store, t)
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            print(message, file=sys.stderr, flush=True)
 
 
-def _splits(t: Task, usable: np.ndarray, seeds: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    idx = np.arange(len(t.paths))
-    if all(t.splits):
-        s = np.array(t.splits)
-        parts = tuple(idx[(s == name) & usable] for name in ("train", "valid", "test"))
-        for name, part in zip(("train", "valid", "test"), parts, strict=True):
-            if len(part) == 0:
-                raise UsageError(f"{t.data}: the {name} split is empty")
-        return [parts] * seeds
-    if any(t.splits):
-        raise UsageError(f"{t.data}: some clips have a split and others not")
-    keys = t.labels if t.kind == "single" else ["all"] * len(t.labels)
-    folds = np.zeros(len(idx), dtype=np.int64)
-    for label in sorted(set(keys)):
-        members = idx[np.array(keys) == label]
-        if t.kind == "single" and len(members) < FOLDS:
-            raise UsageError(f"{t.data}: class {label!r} has {len(members)} clips, too few for {FOLDS}-fold")
-        members = np.random.default_rng(0).permutation(members)
-        folds[members] = np.arange(len(members)) % FOLDS
+def _evaluation(t: Task) -> str:
+    if t.has_splits:
+        return "given train/valid/test splits; the seeds vary the heads' initialisation (and dropout)"
+    strata = {"single": "by class", "multi": "by each clip's rarest tag", "regression": "by target value"}
+    return (
+        f"no split lists: repeated {FOLDS}-fold stratified {strata[t.kind]}; seed s tests on fold "
+        f"s mod {FOLDS}, validates on the next fold and trains on the other {FOLDS - 2}; the folds are "
+        f"redrawn every {FOLDS} seeds (see 'folds')"
+    )
+
+
+def _evaluate(
+    t: Task, x: np.ndarray, y: np.ndarray, splits: list[Split], heads_run: list[str], dev: Any
+) -> tuple[
+    dict[tuple[str, str], list[stats.Outcome]], dict[str, list[dict[str, float]]], list[list[int]] | None
+]:
+    """Each (head, metric)'s per-seed test outcomes, each head's chosen hyper-parameters per seed,
+    and the summed test confusion matrix of the first head (single-label), for (N, D) features x."""
+    outcomes: dict[tuple[str, str], list[stats.Outcome]] = {}
+    chosen: dict[str, list[dict[str, float]]] = {h: [] for h in heads_run}
+    conf = np.zeros((len(t.classes), len(t.classes)), dtype=np.int64) if t.kind == "single" else None
+    test_ids = _test_set_ids(splits)
+    retrieved: dict[int, tuple[stats.Outcome, stats.Outcome]] = {}
+    out_dim = len(t.classes) if t.kind == "multi" else 1
+    seen = np.arange(len(t.classes))
+    for seed, s in enumerate(splits):
+        xtr, xva, xte = heads.standardise(x[s.train], x[s.valid], x[s.test])
+        ytr, yte = y[s.train], y[s.test]
+        xva_h, yva_h = xva, y[s.valid]  # what the heads are tuned on
+        if t.kind == "single":  # the heads know only the classes of the training split
+            seen = np.unique(ytr)
+            known = np.isin(yva_h, seen)
+            if not known.any():
+                raise UsageError(f"{t.data}: no validation clip belongs to a class seen in training")
+            xva_h, yva_h = xva[known], np.searchsorted(seen, yva_h[known])
+            ytr, out_dim = np.searchsorted(seen, ytr), len(seen)
+        for h in heads_run:
+            fitted = heads.fit(h, t.kind, xtr, ytr, xva_h, yva_h, out_dim, seed, dev)
+            chosen[h].append(fitted.chosen())
+            p = heads.predict(fitted, xte, t.kind)
+            if t.kind == "single":
+                pred = seen[p.argmax(axis=1)]
+                if conf is not None and h == heads_run[0]:
+                    conf += metrics.confusion(yte, pred, len(t.classes))
+                p = pred
+            o = stats.Outcome(test_ids[seed], yte, p)
+            for metric in HEAD_METRICS[t.kind]:
+                outcomes.setdefault((h, metric), []).append(o)
+        if t.kind != "regression":  # retrieval trains nothing: computed once per test set
+            if test_ids[seed] not in retrieved:
+                ydb = y[np.concatenate([s.train, s.valid])]
+                relevant = (
+                    y[s.test][:, None] == ydb[None, :] if t.kind == "single" else (y[s.test] @ ydb.T) > 0
+                )
+                ap, hits = metrics.retrieval_per_query(xte, np.concatenate([xtr, xva]), relevant)
+                retrieved[test_ids[seed]] = (stats.Outcome(test_ids[seed], yte, ap),
+                                             stats.Outcome(test_ids[seed], yte, hits))  # fmt: skip
+            ap_o, hit_o = retrieved[test_ids[seed]]
+            outcomes.setdefault(("cosine", "map_at_10"), []).append(ap_o)
+            outcomes.setdefault(("cosine", "precision_at_10"), []).append(hit_o)
+    return outcomes, chosen, None if conf is None else conf.tolist()
+
+
+def _test_set_ids(splits: list[Split]) -> list[int]:
+    """(S,) the index of each seed's test set among the distinct ones (given splits: all 0)."""
+    ids: dict[int, int] = {}
+    return [ids.setdefault(id(s), len(ids)) for s in splits]
+
+
+def _summarise(
+    outcomes: dict[tuple[str, str], list[stats.Outcome]], reps: stats.Replicates
+) -> tuple[list[dict[str, Any]], dict[tuple[str, str], np.ndarray]]:
+    """Result rows (without 'features') with bootstrap intervals, and each row's replicates."""
+    rows, replicates = [], {}
+    for (h, metric), outs in outcomes.items():
+        fn = stats.METRICS[metric]
+        per_seed = stats.point(outs, fn)
+        mean = float(np.mean(per_seed))
+        reps_values = stats.replicate_values(outs, fn, reps)
+        replicates[(h, metric)] = reps_values
+        lo, hi = stats.percentile_interval(reps_values)
+        rows.append({"head": h, "metric": metric, "mean": _num(mean), "ci95": [_num(lo), _num(hi)],
+                     "per_seed": [_num(v) for v in per_seed]})  # fmt: skip
+    return rows, replicates
+
+
+def _compare(
+    a: str, b: str, results: list[dict[str, Any]], replicates: dict[str, dict[tuple[str, str], np.ndarray]]
+) -> list[dict[str, Any]]:
+    """Paired differences a - b of every (head, metric) both have, on the same replicates."""
+    means = {(r["features"], r["head"], r["metric"]): r["mean"] for r in results}
     out = []
-    for seed in range(seeds):
-        test_f, valid_f = seed % FOLDS, (seed + 1) % FOLDS
-        out.append((idx[(folds != test_f) & (folds != valid_f) & usable], idx[(folds == valid_f) & usable],
-                    idx[(folds == test_f) & usable]))  # fmt: skip
+    for key, ra in replicates[a].items():
+        rb = replicates[b].get(key)
+        ma, mb = means.get((a, *key)), means.get((b, *key))
+        if rb is None or ma is None or mb is None:
+            continue
+        diffs = ra - rb
+        lo, hi = stats.percentile_interval(diffs)
+        out.append({"metric": key[1], "head": key[0], "a": a, "b": b, "diff": _num(ma - mb),
+                    "ci95": [_num(lo), _num(hi)], "p": _num(stats.p_value(diffs))})  # fmt: skip
     return out
 
 
-def _fit_and_score(
-    h: str, t: Task, xtr: np.ndarray, xva: np.ndarray, xte: np.ndarray,
-    ytr: np.ndarray, yva: np.ndarray, yte: np.ndarray, seed: int, dev: torch.device,
-) -> dict[str, Any]:  # fmt: skip
-    def tensors(x: np.ndarray, y: np.ndarray) -> heads.Split:
-        yt = torch.as_tensor(y, device=dev)
-        return heads.Split(torch.as_tensor(x, dtype=torch.float32, device=dev),
-                           yt.float() if t.kind != "single" else yt.long())  # fmt: skip
-
-    out_dim = len(t.classes) if t.kind != "regression" else 1
-    model = heads.fit(h, t.kind, tensors(xtr, ytr), tensors(xva, yva), out_dim, seed)
-    p = heads.predict(model, torch.as_tensor(xte, dtype=torch.float32, device=dev), t.kind)
-    if t.kind == "single":
-        pred = p.argmax(axis=1)
-        conf = np.zeros((len(t.classes), len(t.classes)), dtype=np.int64)
-        np.add.at(conf, (yte, pred), 1)
-        f1 = metrics.macro_f1(yte, pred, len(t.classes))
-        return {"accuracy": metrics.accuracy(yte, pred), "macro_f1": f1, "confusion": conf.tolist()}
-    if t.kind == "multi":
-        return {"roc_auc": metrics.macro(metrics.roc_auc, yte, p),
-                "pr_auc": metrics.macro(metrics.average_precision, yte, p)}  # fmt: skip
-    return {"r2": metrics.r2(yte, p)}
+def _num(value: float) -> float | None:
+    """JSON has no NaN: an undefined value is null."""
+    return float(value) if math.isfinite(value) else None
 
 
-def _relevance(t: Task, yq: np.ndarray, ydb: np.ndarray) -> np.ndarray:
-    if t.kind == "single":
-        return yq[:, None] == ydb[None, :]
-    return (yq @ ydb.T) > 0
+def _from_store(path: str, name: str, source: str, t: Task) -> Features:
+    """(N, D) clip embeddings of the task's clips, in task order, from an embedding store."""
+    from mclx.store import read_store
+
+    store = read_store(path)
+    index: dict[str, int] = {}
+    for i, p in enumerate(store.paths):
+        index.setdefault(os.path.realpath(p), i)
+    rows = [index.get(os.path.realpath(p), -1) for p in t.paths]
+    missing = [p for p, r in zip(t.paths, rows, strict=True) if r < 0]
+    if missing:
+        raise UsageError(
+            f"--embeddings {path}: {len(missing)} of the task's {len(t.paths)} clips are not in it, "
+            f"e.g. {missing[0]}"
+        )
+    dim = int(store.attrs["dim"])
+    x = np.full((len(t.paths), dim), np.nan, dtype=np.float32)
+    from_segments = False
+    for j, r in enumerate(rows):
+        rec = store.records[r]
+        if rec.global_ is not None:
+            x[j] = rec.global_
+        elif rec.segments is not None and len(rec.segments):
+            x[j] = rec.segments.mean(axis=0)
+            from_segments = True
+    a = store.attrs
+    where = "computed here from the store's /segments" if from_segments else "the store's /global"
+    aggregation = (
+        f"clip embedding = mean of the {a.get('model')} embeddings of {float(a['window_s']):g} s windows "
+        f"every {float(a['hop_s']):g} s ({where})"
+    )
+    return Features(name, source, path, x, aggregation)
+
+
+def _embedded(
+    name: str, source: str, t: Task, out: str | None, device: str, quiet: bool, log: _Log, notes: list[str],
+    failed: list[str],
+) -> Features:  # fmt: skip
+    """Embed the task's clips with ``name`` through the `mclx embed` pipeline, cached in a store
+    next to the results (or in the user cache without --out) so that a second run resumes it."""
+    from mclx.models.registry import load_model
+    from mclx.pipeline import EmbedSettings, embed, resolve_device, resolve_precision
+    from mclx.store import read_attrs
+
+    cache = _cache_path(name, t, out)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    overwrite = False
+    if cache.exists():
+        try:
+            attrs = read_attrs(cache)
+            precision = resolve_precision("auto", resolve_device(device).type)
+            overwrite = (
+                attrs.get("model_sha256") != load_model(name).sha256 or attrs["precision"] != precision
+            )
+        except UsageError:
+            overwrite = True
+        if overwrite:
+            log(f"{cache}: made with another model or precision, embedding again")
+    log(f"features {name}: embedding {len(t.paths)} clips into {cache} (resumes what is there)")
+    settings = EmbedSettings(model=name, level="global", device=device, overwrite=overwrite, quiet=quiet)
+    summary = embed(t.paths, str(cache), settings)
+    if summary.failed:
+        path, error = summary.failures[0] if summary.failures else ("?", "?")
+        notes.append(f"{name}: {summary.failed} clips failed to embed, e.g. {path}: {error}")
+        failed.extend(f"{name}: {p}: {e}" for p, e in summary.failures)
+    return _from_store(str(cache), name, source, t)
+
+
+def _cache_path(name: str, t: Task, out: str | None) -> Path:
+    """``<results stem>.<features>.h5`` beside --out, else ``~/.cache/mclx/probe/<task>-<dir hash>...``."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).stem) or "model"
+    if os.sep in name or name.endswith(".safetensors"):  # a checkpoint: two may share a file name
+        safe += "-" + hashlib.sha256(os.path.realpath(name).encode()).hexdigest()[:8]
+    if out:
+        return Path(out).with_name(f"{Path(out).stem}.{safe}.h5")
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mclx" / "probe"
+    where = hashlib.sha256(os.path.realpath(t.data).encode()).hexdigest()[:8]
+    return root / f"{t.name}-{where}.{safe}.h5"

@@ -1,0 +1,112 @@
+"""Confidence intervals and paired comparisons that cover the test clips *and* the seeds.
+
+A result is the mean over seeds of a metric computed on each seed's test clips. Its 95%
+interval comes from a two-level bootstrap: every replicate draws the seeds with replacement
+and, for every distinct test set, the test clips with replacement (one draw per test set,
+shared by every seed that tests on it), then recomputes the mean. A paired comparison of two
+feature sets uses the *same* replicates for both (same seeds, same clips) and reports the
+percentile interval of the difference and a two-sided bootstrap p-value.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from mclx.probe import metrics
+
+RESAMPLES = 1000
+BOOTSTRAP_SEED = 20241
+MetricFn = Callable[[np.ndarray, np.ndarray], float]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One seed's test result of one (features, head), from which any of its metrics follows.
+
+    ``test_set``: which distinct test set the seed used (seeds sharing a test set are resampled
+    together); ``y`` (n,) or (n, C) truth; ``p`` (n,) predicted classes, (n, C) tag scores,
+    (n,) predicted values, or (n,) per-query retrieval scores (NaN: query left out).
+    """
+
+    test_set: int
+    y: np.ndarray
+    p: np.ndarray
+
+
+def _nanmean_of_p(y: np.ndarray, p: np.ndarray) -> float:
+    kept = p[np.isfinite(p)]
+    return float(kept.mean()) if len(kept) else math.nan
+
+
+METRICS: dict[str, MetricFn] = {
+    "accuracy": metrics.accuracy,
+    "macro_f1": metrics.macro_f1,
+    "roc_auc": lambda y, p: metrics.macro(metrics.roc_auc, y, p),
+    "pr_auc": lambda y, p: metrics.macro(metrics.average_precision, y, p),
+    "r2": metrics.r2,
+    "map_at_10": _nanmean_of_p,  # retrieval: p holds each query's AP@10 (NaN: no relevant item)
+    "precision_at_10": _nanmean_of_p,
+}
+
+
+@dataclass(frozen=True)
+class Replicates:
+    """The bootstrap draws of one probe run, shared by every feature set and head.
+
+    ``seeds`` (R, S) int: the seeds drawn in each replicate; ``clips[t]`` (R, n_t) int: the
+    resampled rows of test set t in each replicate.
+    """
+
+    seeds: np.ndarray
+    clips: dict[int, np.ndarray]
+
+    @classmethod
+    def draw(cls, test_sets: list[int], sizes: dict[int, int], resamples: int = RESAMPLES,
+             seed: int = BOOTSTRAP_SEED) -> Replicates:  # fmt: skip
+        """``test_sets`` (S,): the test set of each seed; ``sizes``: clips in each test set."""
+        rng = np.random.default_rng(seed)
+        s = len(test_sets)
+        seeds = rng.integers(0, s, size=(resamples, s))
+        clips = {t: rng.integers(0, n, size=(resamples, n)) for t, n in sorted(sizes.items())}
+        return cls(seeds, clips)
+
+
+def replicate_values(outcomes: list[Outcome], metric: MetricFn, reps: Replicates) -> np.ndarray:
+    """(R,) the metric's mean over the drawn seeds on the drawn clips, per replicate (NaN if undefined)."""
+    out = np.empty(len(reps.seeds))
+    for r, chosen in enumerate(reps.seeds):
+        values = {}
+        for s in np.unique(chosen):
+            o = outcomes[s]
+            rows = reps.clips[o.test_set][r]
+            values[s] = metric(o.y[rows], o.p[rows])
+        out[r] = np.mean([values[s] for s in chosen])
+    return out
+
+
+def point(outcomes: list[Outcome], metric: MetricFn) -> list[float]:
+    """The metric of every seed on its whole test set."""
+    return [metric(o.y, o.p) for o in outcomes]
+
+
+def percentile_interval(values: np.ndarray) -> tuple[float, float]:
+    """(lo, hi) 2.5th and 97.5th percentiles of the finite replicates; NaN when too few are finite."""
+    finite = values[np.isfinite(values)]
+    if len(finite) < 0.9 * len(values) or len(finite) < 2:
+        return math.nan, math.nan
+    lo, hi = np.percentile(finite, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def p_value(diffs: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of a difference: twice the smaller tail mass at 0 (at most 1)."""
+    finite = diffs[np.isfinite(diffs)]
+    if len(finite) == 0:
+        return math.nan
+    below = (np.sum(finite <= 0) + 1) / (len(finite) + 1)
+    above = (np.sum(finite >= 0) + 1) / (len(finite) + 1)
+    return float(min(1.0, 2 * min(below, above)))

@@ -1,0 +1,93 @@
+"""Intervals and paired comparisons: they find a known margin and stay calibrated under the null."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from mclx.probe import stats
+from mclx.probe.run import run_probe
+
+from .conftest import blobs, write_csv_task, write_features
+
+
+def _outcome(y: np.ndarray, right: np.ndarray, classes: int) -> stats.Outcome:
+    """Predictions that are right where ``right`` (n,) is true and a wrong class elsewhere."""
+    return stats.Outcome(0, y, np.where(right, y, (y + 1) % classes))
+
+
+def test_identical_features_differ_by_exactly_zero() -> None:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 4, 200)
+    a = [_outcome(y, rng.random(200) < 0.7, 4)] * 3
+    reps = stats.Replicates.draw([0, 0, 0], {0: 200}, resamples=300)
+    diffs = stats.replicate_values(a, stats.METRICS["accuracy"], reps) * 0
+    assert stats.percentile_interval(diffs) == (0.0, 0.0) and stats.p_value(diffs) == 1.0
+
+
+def test_a_known_margin_is_found() -> None:
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 4, 400)
+    a = [_outcome(y, rng.random(400) < 0.80, 4)]
+    b = [_outcome(y, rng.random(400) < 0.65, 4)]
+    reps = stats.Replicates.draw([0], {0: 400}, resamples=1000)
+    diffs = stats.replicate_values(a, stats.METRICS["accuracy"], reps) - stats.replicate_values(
+        b, stats.METRICS["accuracy"], reps
+    )
+    lo, hi = stats.percentile_interval(diffs)
+    assert 0 < lo < 0.15 < hi and stats.p_value(diffs) < 0.01
+
+
+def test_equal_features_cover_zero_in_at_least_90_of_100_trials() -> None:
+    """Calibration under the null: A and B equally good (independent errors, same rate)."""
+    covered = 0
+    for trial in range(100):
+        rng = np.random.default_rng(1000 + trial)
+        y = rng.integers(0, 3, 150)
+        a = [_outcome(y, rng.random(150) < 0.7, 3)]
+        b = [_outcome(y, rng.random(150) < 0.7, 3)]
+        reps = stats.Replicates.draw([0], {0: 150}, resamples=200, seed=trial)
+        fn = stats.METRICS["accuracy"]
+        lo, hi = stats.percentile_interval(
+            stats.replicate_values(a, fn, reps) - stats.replicate_values(b, fn, reps)
+        )
+        covered += lo <= 0 <= hi
+    assert covered >= 90
+
+
+def test_interval_widens_with_fewer_test_clips_and_covers_seed_spread() -> None:
+    rng = np.random.default_rng(2)
+    widths = []
+    for n in (60, 600):
+        y = rng.integers(0, 4, n)
+        outs = [_outcome(y, rng.random(n) < 0.7, 4)]
+        reps = stats.Replicates.draw([0], {0: n}, resamples=500)
+        lo, hi = stats.percentile_interval(stats.replicate_values(outs, stats.METRICS["accuracy"], reps))
+        widths.append(hi - lo)
+    assert widths[0] > 2 * widths[1]  # sd ~ 1/sqrt(n): about 3x
+    # seeds that disagree widely: the interval reaches beyond what the clips alone would give
+    y = rng.integers(0, 4, 2000)
+    outs = [_outcome(y, rng.random(2000) < rate, 4) for rate in (0.5, 0.6, 0.7, 0.8, 0.9)]
+    reps = stats.Replicates.draw([0] * 5, {0: 2000}, resamples=500)
+    lo, hi = stats.percentile_interval(stats.replicate_values(outs, stats.METRICS["accuracy"], reps))
+    assert hi - lo > 0.1
+
+
+def test_probe_compares_feature_sets_on_the_same_clips(tmp_path: Path) -> None:
+    x, y = blobs(60, 4, 8, spread=2.5, seed=3)
+    noise = np.random.default_rng(4).standard_normal(x.shape) * 6.0
+    splits = [("train", "train", "valid", "test")[i % 4] for i in range(len(y))]
+    clips = write_csv_task(tmp_path / "t", [f"k{v}" for v in y], splits)
+    good = write_features(tmp_path / "good.h5", clips, x)
+    poor = write_features(tmp_path / "poor.h5", clips, x + noise)
+    report = run_probe("t", str(tmp_path / "t"), None, None, [good, poor], None, "linear", 2, None, None,
+                       quiet=True, compare=[(good, poor)])  # fmt: skip
+    acc = next(c for c in report["comparisons"] if c["metric"] == "accuracy" and c["head"] == "linear")
+    assert (acc["a"], acc["b"]) == (good, poor)
+    assert acc["diff"] > 0 and acc["ci95"][0] > 0 and acc["p"] < 0.05
+    # the same store named twice is one feature set, not a comparison of a set with itself
+    same = run_probe(
+        "t", str(tmp_path / "t"), None, None, [good, good], None, "linear", 1, None, None, quiet=True
+    )
+    assert len(same["features"]) == 1
