@@ -1,12 +1,15 @@
-"""The README's probe table: the MFCC baseline against a random-initialised melcnn on the dev tasks.
+"""The probe tables of the README and the model card: feature sets against MFCC on the dev tasks.
 
     MCLX_DATA=~/mclx-data python -m benchmarks.probe_table --out runs/probe [--seeds 5] [--plot]
+    python -m benchmarks.probe_table --model mclx-base --model random-mclx-base --seeds 5
 
 Runs the `mclx probe` library call for the tasks `notes` (nsynth layout), `genre` (gtzan) and
-`gamesrc` (csv) with `--baseline mfcc --model random-melcnn --head both`, keeps each task's
-results JSON (and the embedding caches, so a second run does not embed again) in --out, and
-writes a markdown table (one row per task and feature set, test metrics as mean ± 95% CI over
-the seeds, best per task in bold) to stdout and to OUT/table.md. Timings go to stderr.
+`gamesrc` (csv) with `--baseline mfcc --head both` and every `--model` (default: the default
+model and its random-initialised twin), keeps each task's results JSON (and the embedding
+caches, so a second run does not embed again) in --out, and writes markdown to stdout and to
+OUT/table.md: one row per task and feature set (test metrics, mean and bootstrap 95% interval,
+best per task in bold), then the paired comparisons (each feature set minus MFCC, and the
+--compare pairs) for accuracy and MAP@10, '*' where the interval excludes 0. Timings go to stderr.
 """
 
 from __future__ import annotations
@@ -54,15 +57,43 @@ def markdown(reports: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def comparisons_markdown(
+    reports: list[dict[str, Any]], metrics: tuple[str, ...] = ("accuracy", "map_at_10")
+) -> str:
+    """One row per task and paired comparison (a minus b) of the given metrics."""
+    lines = ["| task | a − b | head | metric | difference [95% CI] | p |", "|---|---|---|---|---:|---:|"]
+    for report in reports:
+        for c in report["comparisons"]:
+            if c["metric"] not in metrics or c["diff"] is None:
+                continue
+            lo, hi = c["ci95"]
+            mark = " *" if lo is not None and hi is not None and (lo > 0 or hi < 0) else ""
+            interval = "" if lo is None or hi is None else f" [{lo:+.3f}, {hi:+.3f}]"
+            lines.append(f"| {report['task']} | {c['a']} − {c['b']} | {c['head']} | {c['metric']} | "
+                         f"{c['diff']:+.3f}{interval}{mark} | {c['p']:.3f} |")  # fmt: skip
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="runs/probe", help="folder for results, caches and table.md")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--tasks", default=",".join(TASKS))
-    ap.add_argument("--model", default="random-melcnn", help="features compared with the mfcc baseline")
+    ap.add_argument("--model", action="append", default=None,
+                    help="features compared with the mfcc baseline (repeatable; default: the default "
+                    "model and random-<default model>)")  # fmt: skip
+    ap.add_argument("--compare", action="append", default=[], help="A,B: also compare A minus B")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--plot", action="store_true", help="also write OUT/<task>.png (needs matplotlib)")
     args = ap.parse_args()
+    if args.model is None:
+        from mclx.models.registry import default_model_name
+
+        default = default_model_name()
+        args.model = [default, f"random-{default}"] if default != "mfcc" else ["random-melcnn"]
+        if default != "mfcc" and not args.compare:
+            args.compare = [f"{default},random-{default}"]
+    compare = [tuple(c.split(",", 1)) for c in args.compare]
     root = os.environ.get("MCLX_DATA")
     if not root:
         sys.exit("set MCLX_DATA to the dev corpus (e.g. ~/mclx-data)")
@@ -77,12 +108,12 @@ def main() -> None:
         results = str(out / f"{task}.json")
         report = run_probe(
             task, None, None, args.model, None, "mfcc", "both", args.seeds, results, plot,
-            device=args.device, quiet=True,
+            device=args.device, quiet=True, compare=compare,
         )  # fmt: skip
         reports.append(report)
         print(f"{task}: {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     print(f"total: {time.monotonic() - started:.0f} s", file=sys.stderr)
-    table = markdown(reports)
+    table = markdown(reports) + "\n\n" + comparisons_markdown(reports)
     (out / "table.md").write_text(table + "\n")
     print(table)
 

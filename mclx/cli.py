@@ -134,18 +134,21 @@ def info(
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    # Every user-given string (paths, model names, errors) is Text, never markup: "[feat. X]" stays.
     console = Console()
-    table = Table(title=store, show_header=False)
+    console.print(Text(store), soft_wrap=True)
+    table = Table(show_header=False)
     for key in ("model", "model_sha256", "sample_rate", "window_s", "hop_s", "dim", "level", "precision"):
-        table.add_row(key, str(data.attrs.get(key)))
+        table.add_row(key, Text(str(data.attrs.get(key))))
     table.add_row("created", str(data.attrs.get("created_utc")))
     table.add_row("files", f"{summary['files']} ({summary['ok']} ok, {summary['failed']} failed)")
     table.add_row("segments", str(summary["segments"]))
     table.add_row("audio", f"{summary['audio_s'] / 3600:.2f} h")
     console.print(table)
     for path, error in failed:
-        console.print(f"[red]failed[/red] {path}: {error}", highlight=False, markup=True)
+        console.print(Text.assemble(("failed", "red"), f" {path}: {error}"), highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -217,7 +220,8 @@ def probe(
     data: Annotated[str | None, typer.Option(help="Task directory (default: $MCLX_DATA/TASK).")] = None,
     layout: Annotated[str | None, typer.Option(help="gtzan | nsynth | csv (default: detected).")] = None,
     model: Annotated[
-        list[str] | None, typer.Option(help="Model to embed the task with (repeat for several).")
+        list[str] | None,
+        typer.Option(help="Model to embed the task with (repeatable; default: the default model)."),
     ] = None,
     embeddings: Annotated[
         list[str] | None, typer.Option(help="An existing embedding store (repeat for several).")

@@ -35,6 +35,10 @@ class DecodeError(MclxError):
     """One input file cannot be decoded; recorded in the store, never fatal by itself."""
 
 
+class TrainingDiverged(MclxError):
+    """The loss or the weights became NaN/inf; no checkpoint holds them (exit 1)."""
+
+
 class Interrupted(MclxError):
     """SIGINT / SIGTERM: the run stopped cleanly and can be resumed (exit 130)."""
 

@@ -1,8 +1,14 @@
 """The HEAR 2021 API over mclx encoders, so the HEAR evaluation kit can run mclx models.
 
-``load_model(model_file_path)`` takes a checkpoint path, a model name, or "" for the
-default model. Audio given to the embedding functions is (n_sounds, n_samples) at the
-model's ``sample_rate``; windows and pooling follow the embed pipeline's rule.
+``load_model(model_file_path, hop_s=0.05)`` takes a checkpoint path, a model name, or "" for
+the default model. Audio given to the embedding functions is (n_sounds, n_samples) at the
+model's ``sample_rate``.
+
+- ``get_timestamp_embeddings``: regular timestamps every ``hop_s`` seconds (default 50 ms, the
+  most HEAR suggests for event tasks), starting at 0 and not past the sound's end; each is the
+  centre of a window of the model's length (zero-padded beyond the sound).
+- ``get_scene_embeddings``: the mean over non-overlapping windows with the last one aligned to
+  the end, which is exactly the ``global`` row `mclx embed` writes for the same audio.
 """
 
 from __future__ import annotations
@@ -14,27 +20,34 @@ from mclx.audio import window_starts
 from mclx.models.base import Encoder
 from mclx.models.registry import load_model as _load
 
+DEFAULT_HOP_S = 0.05
+
 
 class HearModel(nn.Module):
     """An encoder plus the attributes the HEAR API asks for."""
 
-    def __init__(self, encoder: Encoder, hop_s: float | None = None) -> None:
+    def __init__(self, encoder: Encoder, hop_s: float = DEFAULT_HOP_S) -> None:
         super().__init__()
+        if hop_s <= 0:
+            raise ValueError(f"hop_s must be positive, got {hop_s}")
         self.encoder = encoder.eval()
         spec = encoder.spec
         self.sample_rate = spec.sample_rate
         self.scene_embedding_size = spec.embedding_dim
         self.timestamp_embedding_size = spec.embedding_dim
         self.window = spec.window_samples
-        self.hop = round((hop_s or spec.window_s / 4) * spec.sample_rate)
+        self.hop_s = hop_s
+        self.hop = max(1, round(hop_s * spec.sample_rate))
 
-    def windows(self, audio: Tensor) -> tuple[Tensor, Tensor]:
-        """(n_sounds, n_samples) -> windows (n_sounds, n_windows, window), centres (n_windows,) in ms."""
-        wins = window_starts(audio.shape[1], self.window, self.hop)
-        padded = torch.nn.functional.pad(audio, (0, max(0, self.window - audio.shape[1])))
-        frames = torch.stack([padded[:, w.start : w.start + self.window] for w in wins], dim=1)
-        centres = torch.tensor([(w.start + w.end) / 2 / self.sample_rate * 1000 for w in wins])
-        return frames, centres
+    def centred_windows(self, audio: Tensor) -> tuple[Tensor, Tensor]:
+        """(n_sounds, n_samples) -> windows (n_sounds, n_frames, window) centred on 0, hop, 2 hop, ...
+        up to the last sample, and their centres (n_frames,) in ms."""
+        n = audio.shape[1]
+        half = self.window // 2
+        padded = torch.nn.functional.pad(audio, (half, self.window - half))
+        centres = torch.arange(0, max(n, 1), self.hop, device=audio.device)
+        frames = padded.unfold(1, self.window, self.hop)[:, : len(centres)]  # frame k starts at k*hop - half
+        return frames, centres.double().cpu() * 1000.0 / self.sample_rate
 
     def embed_windows(self, frames: Tensor, batch_size: int = 64) -> Tensor:
         """(n_sounds, n_windows, window) -> (n_sounds, n_windows, dim)."""
@@ -45,23 +58,27 @@ class HearModel(nn.Module):
         return out.reshape(n, k, -1).float()
 
 
-def load_model(model_file_path: str = "") -> HearModel:
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return HearModel(_load(model_file_path or None).encoder).to(device)
+def load_model(model_file_path: str = "", hop_s: float = DEFAULT_HOP_S) -> HearModel:
+    """The model of ``model_file_path`` (a checkpoint, a model name, or "" for the default model)."""
+    from mclx.pipeline import resolve_device
+
+    return HearModel(_load(model_file_path or None).encoder, hop_s).to(resolve_device("auto"))
+
+
+def _device(model: HearModel) -> torch.device:
+    return next(model.encoder.parameters(), torch.empty(0)).device
 
 
 def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> tuple[Tensor, Tensor]:
     """(n_sounds, n_samples) -> (n_sounds, n_timestamps, dim) embeddings, (n_sounds, n_timestamps) ms."""
-    device = next(model.encoder.parameters(), torch.empty(0)).device
-    frames, centres = model.windows(audio.to(device).float())
+    frames, centres = model.centred_windows(audio.to(_device(model)).float())
     emb = model.embed_windows(frames)
     return emb, centres.unsqueeze(0).expand(audio.shape[0], -1).to(emb.device)
 
 
 def get_scene_embeddings(audio: Tensor, model: HearModel) -> Tensor:
     """(n_sounds, n_samples) -> (n_sounds, dim): the mean over non-overlapping windows, as `mclx embed`."""
-    device = next(model.encoder.parameters(), torch.empty(0)).device
-    audio = audio.to(device).float()
+    audio = audio.to(_device(model)).float()
     wins = window_starts(audio.shape[1], model.window, model.window)
     padded = torch.nn.functional.pad(audio, (0, max(0, model.window - audio.shape[1])))
     frames = torch.stack([padded[:, w.start : w.start + model.window] for w in wins], dim=1)

@@ -24,6 +24,9 @@ from mclx.errors import StoreError, UsageError
 from mclx.store import FileRecord, settings_mismatch
 
 
+OVERWRITE_KEY = "journal_replaces_store"
+
+
 class Journal:
     def __init__(self, output: str | os.PathLike[str]) -> None:
         self.output = Path(output)
@@ -31,8 +34,19 @@ class Journal:
         self._lock_fd: int | None = None
         self._next = 0
 
-    def open(self, attrs: dict[str, Any], fresh: bool) -> list[FileRecord]:
-        """Take the lock and return the records already journaled (none when ``fresh``)."""
+    def pending_overwrite(self, attrs: dict[str, Any]) -> bool:
+        """Whether an unfinished ``--overwrite`` run with these settings left this journal: the
+        next run (with or without the flag) carries on replacing the old store."""
+        try:
+            previous = json.loads((self.dir / "settings.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(previous.get(OVERWRITE_KEY)) and not settings_mismatch(previous, attrs)
+
+    def open(self, attrs: dict[str, Any], fresh: bool, overwrite: bool = False) -> list[FileRecord]:
+        """Take the lock and return the records already journaled (none when ``fresh``).
+
+        ``overwrite``: this run replaces the old store (recorded, see :meth:`pending_overwrite`)."""
         self.dir.mkdir(exist_ok=True)
         fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -57,7 +71,9 @@ class Journal:
                     f"{self.output}: an unfinished run used other settings ({', '.join(bad)}); "
                     "use --overwrite to start again"
                 )
-        atomic_write_bytes(settings_file, json.dumps(attrs, sort_keys=True).encode())
+        atomic_write_bytes(
+            settings_file, json.dumps({**attrs, OVERWRITE_KEY: overwrite}, sort_keys=True).encode()
+        )
         records: list[FileRecord] = []
         for chunk in chunks:
             records.extend(_read_chunk(chunk))

@@ -170,11 +170,15 @@ def embed(
     loaded = load_model(settings.model)
     encoder = loaded.encoder.to(device).eval()
     spec = encoder.spec
-    window_s = settings.window_s or spec.window_s
-    hop_s = settings.hop_s or window_s
-    if window_s <= 0 or hop_s <= 0:
-        raise UsageError("--window and --hop must be positive")
+    window_s = spec.window_s if settings.window_s is None else settings.window_s
+    hop_s = window_s if settings.hop_s is None else settings.hop_s
     window, hop = round(window_s * spec.sample_rate), round(hop_s * spec.sample_rate)
+    for flag, seconds, samples in (("--window", window_s, window), ("--hop", hop_s, hop)):
+        if not samples >= 1:  # also NaN; a hop of 0 samples would never advance
+            raise UsageError(
+                f"{flag} {seconds:g}: must be at least one sample ({1 / spec.sample_rate:.2g} s at "
+                f"{spec.sample_rate} Hz)"
+            )
     batch_size = settings.batch_size or (256 if device.type == "cuda" else 32)
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
@@ -197,8 +201,13 @@ def embed(
     }
 
     out_path = Path(output)
-    previous: list[FileRecord] = []
-    if out_path.exists() and not settings.overwrite:
+    previous: list[FileRecord] = []  # rows that may be reused (same path, size and mtime)
+    journal = Journal(out_path)
+    # An interrupted --overwrite run with these settings is carried on, with or without the flag:
+    # its journal is kept, and the old store is still the one being replaced.
+    resumed_overwrite = journal.pending_overwrite(attrs)
+    replacing = settings.overwrite or resumed_overwrite
+    if out_path.exists() and not replacing:
         bad = settings_mismatch(read_attrs(out_path), attrs)
         if bad:
             raise UsageError(
@@ -206,10 +215,11 @@ def embed(
                 "use --overwrite to replace it"
             )
         previous = read_store(out_path).records
-    journal = Journal(out_path)
     try:
         try:
-            previous += journal.open(attrs, fresh=settings.overwrite)
+            previous += journal.open(
+                attrs, fresh=settings.overwrite and not resumed_overwrite, overwrite=replacing
+            )
         except OSError as exc:
             raise UsageError(f"cannot write the journal {journal.dir}: {exc.strerror or exc}") from None
         for stale in out_path.parent.glob(f".{out_path.name}.tmp-*"):  # a store build that was killed
@@ -247,9 +257,12 @@ def embed(
             run.loop(caught, on_progress)
         if run.stopped_by_signal:
             raise Interrupted(f"interrupted: {len(todo) - run.finished} files left; run again to resume")
+        # The store: this run's inputs in input order, then (unless replacing) the rows an earlier
+        # run made for other inputs, in their earlier order.
         final = [r for r in records if r is not None and r.status != "pending"]
         current = {r.path for r in final}
-        final += [r for r in _latest(previous) if r.path not in current]
+        if not replacing:
+            final += [r for r in _latest(previous) if r.path not in current]
         try:
             write_store(out_path, attrs, final)
         except OSError as exc:

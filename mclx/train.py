@@ -32,7 +32,7 @@ from mclx.augment import augment
 from mclx.checkpoint import atomic_write_bytes, save_encoder
 from mclx.config import Config, load_config, to_toml
 from mclx.distributed import Rank, any_rank, gather, init_from_env, mean_over_ranks, same_on_every_rank
-from mclx.errors import ConfigError, Interrupted, MclxError, UsageError, WeightsError
+from mclx.errors import ConfigError, Interrupted, MclxError, TrainingDiverged, UsageError, WeightsError
 from mclx.labels import build_labels, check_labels_match, read_label_rows
 from mclx.models import Encoder, build_encoder
 from mclx.traindata import TrackCache, build_cache, cache_root, list_audio
@@ -294,6 +294,19 @@ def run_training(
             data = stack.enter_context(
                 contextlib.closing(batches(start, end, config, cache, rank, device.type == "cuda"))
             )
+            # The first step whose loss was not finite, kept on the device (no per-step sync); read
+            # on logging steps and before anything is written, so no checkpoint holds a diverged model.
+            first_bad = torch.full((), -1, dtype=torch.long, device=device)
+
+            def guard() -> None:
+                bad = int(first_bad)
+                if bad >= 0:
+                    raise TrainingDiverged(
+                        f"the loss became non-finite at step {bad} (loss {float(loss.detach()):g}); nothing "
+                        f"after the last checkpoint was saved. Lower train.lr (now {config.train.lr:g}) or "
+                        "set train.precision = 'fp32'"
+                    )
+
             if start == 0:
                 _snapshot(out, model, 0, config, rank)  # the learning curves' step 0: the initialisation
             try:
@@ -313,6 +326,9 @@ def run_training(
                     z = _global_view_major(z_local, len(sizes), rank)
                     target = target_matrix(config, track_ids, labels, len(sizes))
                     loss = losses.contrastive_loss(z, target, config.loss.temperature, anchors=anchors)
+                    first_bad = torch.where(
+                        (first_bad < 0) & ~torch.isfinite(loss.detach()), step + 1, first_bad
+                    )
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     if config.train.grad_clip > 0:
@@ -325,9 +341,8 @@ def run_training(
                     if logging:
                         # Reading the loss waits for the device: only on logging steps, so that on a
                         # GPU the next batch is prepared while this one still runs.
+                        guard()
                         loss_value = float(mean_over_ranks(loss.detach()))
-                        if not math.isfinite(loss_value):
-                            raise ConfigError(f"the loss became {loss_value} at step {done}: lower train.lr")
                         now = time.monotonic()
                         rate_s = examples / max(now - last_log, 1e-9)
                         examples, last_log = 0, now
@@ -339,11 +354,16 @@ def run_training(
                             bar.set_postfix(loss=f"{loss_value:.4f}", ex_s=f"{rate_s:.1f}")
                     # Several ranks must agree on the step they stop at: they compare on logging steps.
                     if stop.is_set() if rank.world == 1 else logging and any_rank(stop.is_set(), device):
+                        guard()
                         _checkpoint(out, model, optimizer, done, config, rank)
                         raise Interrupted(f"interrupted after step {done}; add --resume to continue ({out})")
-                    _snapshot(out, model, done, config, rank)
+                    if config.train.snapshot_every and done % config.train.snapshot_every == 0:
+                        guard()
+                        _snapshot(out, model, done, config, rank)
                     if done % config.train.checkpoint_every == 0 and done < end:
+                        guard()
                         _checkpoint(out, model, optimizer, done, config, rank)
+                guard()
                 _checkpoint(out, model, optimizer, done, config, rank)
             except KeyboardInterrupt:  # a second signal: stop at once, the last checkpoint stands
                 raise Interrupted(
@@ -494,6 +514,11 @@ def _checkpoint(out: Path, model: ContrastiveModel, optimizer: torch.optim.Optim
     """Training state and the encoder, each written atomically (rank 0 only)."""
     if not rank.main:
         return
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise TrainingDiverged(
+            f"the weights became non-finite by step {step}; the last checkpoint in {out} stands. "
+            "Lower train.lr or set train.precision = 'fp32'"
+        )
     buf = io.BytesIO()
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
              "config": json.dumps(config.to_dict())}  # fmt: skip

@@ -53,7 +53,9 @@ class MFCCEncoder(Encoder):
         """(batch, samples) -> (batch, 4 * n_mfcc)."""
         # A channel axis keeps the dB floor (top_db) per clip: on (batch, samples) torchaudio
         # would take the maximum over the whole batch, making rows depend on each other.
-        coeffs = self.mfcc(x.float().unsqueeze(1)).squeeze(1)  # (batch, n_mfcc, frames)
-        delta = self.deltas(coeffs)
-        feats = [coeffs.mean(-1), coeffs.std(-1), delta.mean(-1), delta.std(-1)]
-        return torch.cat(feats, dim=-1)
+        # The baseline is computed the same way on every device: never under bf16 autocast.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            coeffs = self.mfcc(x.float().unsqueeze(1)).squeeze(1)  # (batch, n_mfcc, frames)
+            delta = self.deltas(coeffs)
+            feats = [coeffs.mean(-1), coeffs.std(-1), delta.mean(-1), delta.std(-1)]
+            return torch.cat(feats, dim=-1)

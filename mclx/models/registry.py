@@ -57,7 +57,8 @@ def default_model_name(manifest_path: Path = MANIFEST_PATH) -> str:
 
 
 def model_names(manifest_path: Path = MANIFEST_PATH) -> list[str]:
-    return list(BUILTIN) + [m["name"] for m in read_manifest(manifest_path)["models"]]
+    bundled = [m["name"] for m in read_manifest(manifest_path)["models"]]
+    return list(BUILTIN) + bundled + [f"random-{m}" for m in bundled]
 
 
 def verify_bundled(manifest_path: Path = MANIFEST_PATH) -> list[tuple[str, bool, str]]:
@@ -77,7 +78,9 @@ def verify_bundled(manifest_path: Path = MANIFEST_PATH) -> list[tuple[str, bool,
     return rows
 
 
-def _builtin(name: str) -> LoadedModel:
+def _builtin(name: str, args: dict[str, Any] | None = None) -> LoadedModel:
+    """``mfcc``, or a seeded random-initialised network (``random-ARCH`` with the architecture's
+    defaults, ``random-BUNDLED`` with a bundled model's constructor arguments)."""
     import torch
 
     if name == "mfcc":
@@ -85,11 +88,28 @@ def _builtin(name: str) -> LoadedModel:
     else:
         # A random-initialised CNN is a strong baseline that pretraining must beat; seed it so
         # every run and machine gets the same network.
+        architecture = str(args.pop("architecture")) if args else name.removeprefix("random-")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            encoder = build_encoder(name.removeprefix("random-"))
+            encoder = build_encoder(architecture, args)
     identity = f"builtin:{name}:{encoder.spec.args_json()}".encode()
     return LoadedModel(name, encoder.eval(), hashlib.sha256(identity).hexdigest())
+
+
+def _random_twin(name: str, manifest_path: Path) -> LoadedModel | None:
+    """``random-NAME`` for a bundled NAME: its architecture and arguments, seeded random weights
+    (what pretraining has to beat)."""
+    from mclx.checkpoint import read_metadata
+
+    for entry in read_manifest(manifest_path)["models"]:
+        if f"random-{entry['name']}" == name:
+            file = PACKAGE_DIR / entry["file"]
+            if not file.exists():
+                raise WeightsError(f"bundled model {entry['name']}: weight file {file} is missing")
+            meta = read_metadata(file)
+            args = json.loads(meta["encoder_args"])
+            return _builtin(name, {"architecture": meta["architecture"], **args})
+    return None
 
 
 def load_model(name: str | None = None, manifest_path: Path = MANIFEST_PATH) -> LoadedModel:
@@ -104,6 +124,9 @@ def load_model(name: str | None = None, manifest_path: Path = MANIFEST_PATH) -> 
         return LoadedModel(name, encoder, digest)
     if name in BUILTIN:
         return _builtin(name)
+    twin = _random_twin(name, manifest_path) if name.startswith("random-") else None
+    if twin is not None:
+        return twin
     for entry in read_manifest(manifest_path)["models"]:
         if entry["name"] == name:
             file = PACKAGE_DIR / entry["file"]

@@ -48,8 +48,10 @@ def print_table(report: dict[str, Any]) -> None:
     best = best_means(results)
     s = report["splits"]
     table = Table(
-        title=f"probe {report['task']} ({report['layout']}, {report['kind']}, "
-        f"train/valid/test {s['train']}/{s['valid']}/{s['test']}, {report['seeds']} seeds)"
+        title=Text(
+            f"probe {report['task']} ({report['layout']}, {report['kind']}, "
+            f"train/valid/test {s['train']}/{s['valid']}/{s['test']}, {report['seeds']} seeds)"
+        )
     )
     table.add_column("features")
     table.add_column("head")

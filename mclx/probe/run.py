@@ -67,10 +67,13 @@ def run_probe(
 
     ``model`` and ``embeddings`` may name several feature sets; each is compared with the
     baseline, and ``compare`` adds pairs (a, b) of feature names (a minus b)."""
+    from mclx.models.registry import default_model_name
     from mclx.pipeline import resolve_device
 
     models = [model] if isinstance(model, str) else list(model or [])
     stores = [embeddings] if isinstance(embeddings, str) else list(embeddings or [])
+    if not (models or stores):
+        models = [default_model_name()]  # the bundled default model, as `mclx embed` without --model
     _check_flags(head, seeds, baseline, models, stores, out, plot, kind)
     dev = resolve_device(device)
     log = _Log(quiet)
@@ -175,8 +178,6 @@ def _check_flags(
         raise UsageError(f"--kind {kind}: choose {', '.join(KINDS)}")
     if baseline not in (None, "mfcc"):
         raise UsageError(f"--baseline {baseline}: the only baseline is mfcc")
-    if not (models or stores or baseline):
-        raise UsageError("nothing to probe: give --model, --embeddings and/or --baseline mfcc")
     for store in stores:
         if not os.path.isfile(store):
             raise UsageError(f"--embeddings {store}: no such file")

@@ -160,7 +160,6 @@ def test_the_store_must_hold_every_clip(tmp_path: Path) -> None:
         ({"head": "svm"}, "--head svm"),
         ({"seeds": 0}, "--seeds 0"),
         ({"baseline": "chroma"}, "the only baseline is mfcc"),
-        ({"embeddings": None}, "nothing to probe"),
         ({"embeddings": "missing.h5"}, "--embeddings missing.h5: no such file"),
         ({"out": "no/dir/r.json"}, "--out output no/dir/r.json: directory no/dir does not exist"),
         ({"device": "tpu"}, "--device tpu"),
