@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/mclx info demo.h5
 
 lint: $(STAMP)
-	$(BIN)/ruff check mclx tests benchmarks
-	$(BIN)/ruff format --check mclx tests benchmarks
+	$(BIN)/ruff check mclx tests benchmarks examples
+	$(BIN)/ruff format --check mclx tests benchmarks examples
 	$(BIN)/mypy
 
 test: lint

@@ -2,12 +2,15 @@
 
     python -m benchmarks.embed --files 200 --seconds 30 --format flac --model mfcc --device cpu
     python -m benchmarks.embed --inputs ~/mclx-data/music --model mfcc      # real files instead
+    python -m benchmarks.embed --files 40 --model mclx-base --versus random-melcnn --stages model,mclx
 
 1. decode only: the decoder pool `mclx embed` uses, same worker count, every file to the end;
 2. model only: the encoder on windows already in memory on the device (same batch, precision);
 3. mclx: the library call and the CLI, end to end;
 4. naive: per file load whole, resample, cut windows, one forward, write (the peers' loop).
 Prints a table, then one JSON line with the x-realtime figures (audio seconds per wall second).
+``--versus M`` also runs stages 2 and 3 with model M on the same files in the same run and
+reports the ratios (the first model's speed over M's).
 """
 
 from __future__ import annotations
@@ -149,6 +152,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=None)
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "mclx-bench-audio"))
     ap.add_argument("--stages", default="decode,model,mclx,cli,naive", help="comma-separated subset")
+    ap.add_argument("--versus", default="", help="a second model for stages model and mclx, side by side")
     args = ap.parse_args()
 
     from mclx.decoders import default_workers
@@ -169,6 +173,15 @@ def main() -> None:
     durations = [sf.info(p).duration for p in paths]
     audio_s = float(sum(durations))
 
+    def library(model: str, out: Path) -> float:
+        """x realtime of the `mclx embed` library call with ``model``."""
+        settings = EmbedSettings(
+            model=model, device=args.device, precision=args.precision, batch_size=batch,
+            workers=workers, quiet=True, overwrite=True,
+        )  # fmt: skip
+        summary = embed(paths, str(out), settings)
+        return summary.audio_s / summary.wall_s
+
     stages = set(args.stages.split(","))
     rows: dict[str, float] = {}
     if "decode" in stages:
@@ -178,12 +191,7 @@ def main() -> None:
         rows["model only"] = audio_s / model_wall
     with tempfile.TemporaryDirectory() as tmp:
         if "mclx" in stages:
-            settings = EmbedSettings(
-                model=args.model, device=args.device, precision=args.precision, batch_size=batch,
-                workers=workers, quiet=True, overwrite=True,
-            )  # fmt: skip
-            summary = embed(paths, str(Path(tmp) / "lib.h5"), settings)
-            rows["mclx (library)"] = summary.audio_s / summary.wall_s
+            rows["mclx (library)"] = library(args.model, Path(tmp) / "lib.h5")
         if "cli" in stages:
             listing = "\n".join(paths)
             cmd = [sys.executable, "-m", "mclx", "embed", "-", str(Path(tmp) / "cli.h5"), "-q", "--json",
@@ -195,6 +203,15 @@ def main() -> None:
         if "naive" in stages:
             rows["naive loop"] = audio_s / bench_naive(paths, args.model, args.device, Path(tmp) / "naive.h5")
 
+    versus: dict[str, float] = {}
+    if args.versus:
+        if "model" in stages:
+            wall = bench_model(args.versus, args.device, args.precision, batch, audio_s, durations)
+            versus["model only"] = audio_s / wall
+        if "mclx" in stages:
+            with tempfile.TemporaryDirectory() as tmp:
+                versus["mclx (library)"] = library(args.versus, Path(tmp) / "versus.h5")
+
     nan = float("nan")
     decode, model = rows.get("decode only", nan), rows.get("model only", nan)
     bound = min(decode, model) if dev.type == "cuda" else 1 / (1 / decode + 1 / model)
@@ -204,6 +221,8 @@ def main() -> None:
     for name, xrt in rows.items():
         print(f"{name:<16}{xrt:>12.1f}")
     print(f"{'bound':<16}{bound:>12.1f}")
+    for name, xrt in versus.items():
+        print(f"{name:<16}{xrt:>12.1f}  ({args.versus}); ratio {rows.get(name, nan) / xrt:.2f}")
     result = {
         "files": len(paths),
         "audio_s": round(audio_s, 1),
@@ -219,6 +238,12 @@ def main() -> None:
         "efficiency": round(rows.get("mclx (library)", nan) / bound, 3),
         "vs_naive": round(rows.get("mclx (library)", nan) / rows.get("naive loop", nan), 2),
     }
+    if args.versus:
+        result["versus"] = args.versus
+        result["versus_model_xrt"] = round(versus.get("model only", nan), 1)
+        result["versus_mclx_xrt"] = round(versus.get("mclx (library)", nan), 1)
+        result["model_ratio"] = round(model / versus.get("model only", nan), 2)
+        result["mclx_ratio"] = round(rows.get("mclx (library)", nan) / versus.get("mclx (library)", nan), 2)
     print(json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}))
 
 

@@ -23,7 +23,6 @@ from mclx.checkpoint import atomic_write_bytes
 from mclx.errors import StoreError, UsageError
 from mclx.store import FileRecord, settings_mismatch
 
-
 OVERWRITE_KEY = "journal_replaces_store"
 
 

@@ -57,3 +57,19 @@ def test_smoke_config_runs_on_the_example_clips(tmp_path: Path, monkeypatch: pyt
     smoke = CONFIGS[[p.stem for p in CONFIGS].index("smoke")]
     summary = run_training(str(smoke), str(tmp_path / "run"), False, [], quiet=True)
     assert summary["trained_steps"] == 50
+
+
+@pytest.mark.parametrize("name", ["semi", "ssl"])
+def test_the_default_models_recipe_runs(name: str, dev_corpus: Path, tmp_path: Path) -> None:
+    """examples/mclx-base/*.toml, scaled down, with a label file as build_labels.py writes it."""
+    labels = dev_corpus / "mclx-base" / "labels.csv"
+    labels.parent.mkdir()
+    rows = ["path,label,split"] + [
+        f"{dev_corpus / 'gamesrc' / 'clips' / f'c{i}.flac'},gamesrc:game{i % 2},train" for i in range(6)
+    ]
+    labels.write_text("\n".join(rows) + "\n")
+    config = Path(__file__).parents[1] / "examples" / "mclx-base" / f"{name}.toml"
+    small = [*SMALL[:-1], "model.channels=[4, 8]", "train.snapshot_every=1"]
+    summary = run_training(str(config), str(tmp_path / "run"), False, small, quiet=True)
+    assert summary["trained_steps"] == 2 and summary["tracks"] == (10 if name == "semi" else 4)
+    assert len(list((tmp_path / "run" / "snapshots").glob("*.safetensors"))) == 3

@@ -95,6 +95,12 @@ def test_bundled_weights_are_checked_against_the_manifest(tmp_path: Path, monkey
     assert load_model("tiny", manifest_path=manifest).sha256 == digest
     assert load_model(None, manifest_path=manifest).name == "tiny"
     assert verify_bundled(manifest)[0][1]
+    twin = load_model("random-tiny", manifest_path=manifest).encoder  # same architecture, seeded init
+    assert twin.spec.args == enc.spec.args
+    trained = load_model("tiny", manifest_path=manifest).encoder.state_dict()
+    assert any(not torch.equal(v, trained[k]) for k, v in twin.state_dict().items() if v.is_floating_point())
+    again = load_model("random-tiny", manifest_path=manifest).encoder.state_dict()
+    assert all(torch.equal(v, again[k]) for k, v in twin.state_dict().items())
     manifest.write_text(json.dumps({"models": [{**entry, "sha256": "0" * 64}]}))
     with pytest.raises(WeightsError, match="0000"):
         load_model("tiny", manifest_path=manifest)

@@ -23,7 +23,7 @@ TASKS = ("notes", "genre", "gamesrc")
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=os.environ.get("MCLX_DATA", ""), help="the corpus (default: $MCLX_DATA)")
+    ap.add_argument("--data", default=os.environ.get("MCLX_DATA", ""), help="default: $MCLX_DATA")
     ap.add_argument("--out", default="", help="default: DATA/mclx-base/labels.csv")
     args = ap.parse_args()
     if not args.data:

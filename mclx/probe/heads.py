@@ -142,7 +142,8 @@ def fit(
     yv = _target(y_valid, kind, device, y_mean, y_std)
     loss_fn = _loss(kind)
     if head == "linear":
-        return _fit_linear(xt, yt, xv, yv, out_dim, loss_fn, y_mean, y_std)
+        with _cpu_threads(device, min(len(xt), FULL_BATCH) * xt.shape[1] * out_dim):
+            return _fit_linear(xt, yt, xv, yv, out_dim, loss_fn, y_mean, y_std)
     width = HIDDEN if head == "mlp" else out_dim
     best: tuple[float, dict[str, torch.Tensor], float, float, int] | None = None
     with _cpu_threads(device, min(len(xt), FULL_BATCH) * xt.shape[1] * width):

@@ -223,6 +223,7 @@ def _evaluate(
     conf = np.zeros((len(t.classes), len(t.classes)), dtype=np.int64) if t.kind == "single" else None
     test_ids = _test_set_ids(splits)
     retrieved: dict[int, tuple[stats.Outcome, stats.Outcome]] = {}
+    linear_fits: dict[tuple[str, int], heads.Fitted] = {}
     out_dim = len(t.classes) if t.kind == "multi" else 1
     seen = np.arange(len(t.classes))
     for seed, s in enumerate(splits):
@@ -237,7 +238,13 @@ def _evaluate(
             xva_h, yva_h = xva[known], np.searchsorted(seen, yva_h[known])
             ytr, out_dim = np.searchsorted(seen, ytr), len(seen)
         for h in heads_run:
-            fitted = heads.fit(h, t.kind, xtr, ytr, xva_h, yva_h, out_dim, seed, dev)
+            key = (h, test_ids[seed])
+            if h == "linear" and key in linear_fits:  # seed-independent: one fit per split is enough
+                fitted = linear_fits[key]
+            else:
+                fitted = heads.fit(h, t.kind, xtr, ytr, xva_h, yva_h, out_dim, seed, dev)
+                if h == "linear":
+                    linear_fits[key] = fitted
             chosen[h].append(fitted.chosen())
             p = heads.predict(fitted, xte, t.kind)
             if t.kind == "single":
@@ -275,10 +282,9 @@ def _summarise(
     """Result rows (without 'features') with bootstrap intervals, and each row's replicates."""
     rows, replicates = [], {}
     for (h, metric), outs in outcomes.items():
-        fn = stats.METRICS[metric]
-        per_seed = stats.point(outs, fn)
+        per_seed = stats.point(outs, metric)
         mean = float(np.mean(per_seed))
-        reps_values = stats.replicate_values(outs, fn, reps)
+        reps_values = stats.replicate_values(outs, metric, reps)
         replicates[(h, metric)] = reps_values
         lo, hi = stats.percentile_interval(reps_values)
         rows.append({"head": h, "metric": metric, "mean": _num(mean), "ci95": [_num(lo), _num(hi)],

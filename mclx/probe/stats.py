@@ -75,22 +75,61 @@ class Replicates:
         return cls(seeds, clips)
 
 
-def replicate_values(outcomes: list[Outcome], metric: MetricFn, reps: Replicates) -> np.ndarray:
+def _accuracy_all(y: np.ndarray, p: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return (y == p).astype(np.float64)[rows].mean(axis=1)
+
+
+def _nanmean_all(y: np.ndarray, p: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    v = p[rows]  # (R, n)
+    ok = np.isfinite(v)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, v, 0.0).sum(axis=1) / ok.sum(axis=1)
+
+
+def _macro_f1_all(y: np.ndarray, p: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """macro_f1 of every replicate at once: class counts by one bincount over (replicate, class)."""
+    r, _ = rows.shape
+    c = int(max(y.max(), p.max())) + 1
+    yr, pr = y[rows], p[rows]  # (R, n)
+    offset = (np.arange(r) * c)[:, None]
+    true = np.bincount((yr + offset).ravel(), minlength=r * c).reshape(r, c)
+    pred = np.bincount((pr + offset).ravel(), minlength=r * c).reshape(r, c)
+    tp = np.bincount((yr + offset)[yr == pr], minlength=r * c).reshape(r, c)
+    present = (true + pred) > 0
+    f1 = np.where(present, 2 * tp / np.maximum(true + pred, 1), 0.0)
+    return f1.sum(axis=1) / present.sum(axis=1)
+
+
+# The same metrics computed for all replicates in one call: (y, p, rows (R, n)) -> (R,).
+VECTORISED: dict[str, Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]] = {
+    "accuracy": _accuracy_all,
+    "macro_f1": _macro_f1_all,
+    "map_at_10": _nanmean_all,
+    "precision_at_10": _nanmean_all,
+}
+
+
+def replicate_values(outcomes: list[Outcome], metric: str, reps: Replicates) -> np.ndarray:
     """(R,) the metric's mean over the drawn seeds on the drawn clips, per replicate (NaN if undefined)."""
-    out = np.empty(len(reps.seeds))
-    for r, chosen in enumerate(reps.seeds):
-        values = {}
-        for s in np.unique(chosen):
-            o = outcomes[s]
-            rows = reps.clips[o.test_set][r]
-            values[s] = metric(o.y[rows], o.p[rows])
-        out[r] = np.mean([values[s] for s in chosen])
-    return out
+    per_seed = np.empty((len(outcomes), len(reps.seeds)))  # (S, R): seed s on replicate r's clips
+    computed: dict[int, int] = {}  # id(outcome) -> the row already holding it (seeds may share one)
+    for s, o in enumerate(outcomes):
+        if id(o) in computed:
+            per_seed[s] = per_seed[computed[id(o)]]
+            continue
+        computed[id(o)] = s
+        rows = reps.clips[o.test_set]
+        if metric in VECTORISED:
+            per_seed[s] = VECTORISED[metric](o.y, o.p, rows)
+        else:
+            fn = METRICS[metric]
+            per_seed[s] = [fn(o.y[r], o.p[r]) for r in rows]
+    return np.take_along_axis(per_seed, reps.seeds.T, axis=0).mean(axis=0)
 
 
-def point(outcomes: list[Outcome], metric: MetricFn) -> list[float]:
+def point(outcomes: list[Outcome], metric: str) -> list[float]:
     """The metric of every seed on its whole test set."""
-    return [metric(o.y, o.p) for o in outcomes]
+    return [METRICS[metric](o.y, o.p) for o in outcomes]
 
 
 def percentile_interval(values: np.ndarray) -> tuple[float, float]:

@@ -22,7 +22,7 @@ def test_identical_features_differ_by_exactly_zero() -> None:
     y = rng.integers(0, 4, 200)
     a = [_outcome(y, rng.random(200) < 0.7, 4)] * 3
     reps = stats.Replicates.draw([0, 0, 0], {0: 200}, resamples=300)
-    diffs = stats.replicate_values(a, stats.METRICS["accuracy"], reps) * 0
+    diffs = stats.replicate_values(a, "accuracy", reps) * 0
     assert stats.percentile_interval(diffs) == (0.0, 0.0) and stats.p_value(diffs) == 1.0
 
 
@@ -32,9 +32,7 @@ def test_a_known_margin_is_found() -> None:
     a = [_outcome(y, rng.random(400) < 0.80, 4)]
     b = [_outcome(y, rng.random(400) < 0.65, 4)]
     reps = stats.Replicates.draw([0], {0: 400}, resamples=1000)
-    diffs = stats.replicate_values(a, stats.METRICS["accuracy"], reps) - stats.replicate_values(
-        b, stats.METRICS["accuracy"], reps
-    )
+    diffs = stats.replicate_values(a, "accuracy", reps) - stats.replicate_values(b, "accuracy", reps)
     lo, hi = stats.percentile_interval(diffs)
     assert 0 < lo < 0.15 < hi and stats.p_value(diffs) < 0.01
 
@@ -48,7 +46,7 @@ def test_equal_features_cover_zero_in_at_least_90_of_100_trials() -> None:
         a = [_outcome(y, rng.random(150) < 0.7, 3)]
         b = [_outcome(y, rng.random(150) < 0.7, 3)]
         reps = stats.Replicates.draw([0], {0: 150}, resamples=200, seed=trial)
-        fn = stats.METRICS["accuracy"]
+        fn = "accuracy"
         lo, hi = stats.percentile_interval(
             stats.replicate_values(a, fn, reps) - stats.replicate_values(b, fn, reps)
         )
@@ -63,14 +61,14 @@ def test_interval_widens_with_fewer_test_clips_and_covers_seed_spread() -> None:
         y = rng.integers(0, 4, n)
         outs = [_outcome(y, rng.random(n) < 0.7, 4)]
         reps = stats.Replicates.draw([0], {0: n}, resamples=500)
-        lo, hi = stats.percentile_interval(stats.replicate_values(outs, stats.METRICS["accuracy"], reps))
+        lo, hi = stats.percentile_interval(stats.replicate_values(outs, "accuracy", reps))
         widths.append(hi - lo)
     assert widths[0] > 2 * widths[1]  # sd ~ 1/sqrt(n): about 3x
     # seeds that disagree widely: the interval reaches beyond what the clips alone would give
     y = rng.integers(0, 4, 2000)
     outs = [_outcome(y, rng.random(2000) < rate, 4) for rate in (0.5, 0.6, 0.7, 0.8, 0.9)]
     reps = stats.Replicates.draw([0] * 5, {0: 2000}, resamples=500)
-    lo, hi = stats.percentile_interval(stats.replicate_values(outs, stats.METRICS["accuracy"], reps))
+    lo, hi = stats.percentile_interval(stats.replicate_values(outs, "accuracy", reps))
     assert hi - lo > 0.1
 
 
@@ -91,3 +89,17 @@ def test_probe_compares_feature_sets_on_the_same_clips(tmp_path: Path) -> None:
         "t", str(tmp_path / "t"), None, None, [good, good], None, "linear", 1, None, None, quiet=True
     )
     assert len(same["features"]) == 1
+
+
+def test_vectorised_replicates_equal_the_metric_applied_to_each_resample() -> None:
+    rng = np.random.default_rng(7)
+    y = rng.integers(0, 5, 120)
+    p = np.where(rng.random(120) < 0.6, y, rng.integers(0, 6, 120))  # predicts a class absent from y too
+    ap = np.where(rng.random(120) < 0.1, np.nan, rng.random(120))
+    outs = {"accuracy": [stats.Outcome(0, y, p)], "macro_f1": [stats.Outcome(0, y, p)],
+            "map_at_10": [stats.Outcome(0, y, ap)]}  # fmt: skip
+    reps = stats.Replicates.draw([0], {0: 120}, resamples=50)
+    for metric, o in outs.items():
+        fast = stats.replicate_values(o, metric, reps)
+        slow = [stats.METRICS[metric](o[0].y[r], o[0].p[r]) for r in reps.clips[0]]
+        np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)

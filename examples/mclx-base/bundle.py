@@ -1,0 +1,103 @@
+"""Bundle a trained encoder as a named model: copy it into mclx/weights/ and list it in both
+copies of weights_manifest.json (the repository's and the package's, which must stay equal).
+
+    python examples/mclx-base/bundle.py runs/base-semi/snapshots/step-001800.safetensors \
+        --name mclx-base --run runs/base-semi --default
+    python examples/mclx-base/bundle.py --name mclx-base --probe docs/mclx-base/probe   # fill `probe`
+
+The `probe` field lists the linear-head test accuracy (mean and 95% interval) of the model and
+the paired differences against the other feature sets, from the probe_table JSON files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from mclx.checkpoint import read_metadata, sha256_file
+
+ROOT = Path(__file__).resolve().parents[2]
+MANIFESTS = (ROOT / "weights_manifest.json", ROOT / "mclx" / "weights" / "weights_manifest.json")
+LICENCE = (
+    "weights trained on audio under GPL-2/2+/3+, CC-BY-SA-3.0(+), CC-BY-3.0, public domain and the "
+    "Drascula licence (game soundtracks) and on renderings of public-domain scores (FluidR3 GM, MIT); "
+    "attribution in the corpus's music/LICENCES and MODEL_CARD.md"
+)
+
+
+def probe_summary(probe_dir: Path, name: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for path in sorted(probe_dir.glob("*.json")):
+        report = json.loads(path.read_text())
+        row = next(
+            r
+            for r in report["results"]
+            if r["features"] == name and r["head"] == "linear" and r["metric"] == "accuracy"
+        )
+        diffs = {
+            c["b"]: {"diff": c["diff"], "ci95": c["ci95"], "p": c["p"]}
+            for c in report["comparisons"]
+            if c["a"] == name and c["head"] == "linear" and c["metric"] == "accuracy"
+        }
+        out[report["task"]] = {
+            "linear_accuracy": row["mean"],
+            "ci95": row["ci95"],
+            "versus": diffs,
+            "results": f"docs/{name}/probe/{path.name}",
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", nargs="?", help="the encoder to bundle (omit to update `probe` only)")
+    ap.add_argument("--name", default="mclx-base")
+    ap.add_argument("--run", default="", help="the training run it came from (recorded in trained_on)")
+    ap.add_argument("--default", action="store_true", help="make it the default model")
+    ap.add_argument("--probe", default="", help="probe_table output folder to summarise in `probe`")
+    args = ap.parse_args()
+    manifest = json.loads(MANIFESTS[0].read_text())
+    models = {m["name"]: m for m in manifest["models"]}
+    if args.checkpoint:
+        target = ROOT / "mclx" / "weights" / f"{args.name}.safetensors"
+        shutil.copyfile(args.checkpoint, target)
+        meta = read_metadata(target)
+        stem = Path(args.checkpoint).stem
+        step = int(stem.split("-")[-1]) if stem.startswith("step-") else None
+        models[args.name] = {
+            "name": args.name,
+            "file": f"weights/{target.name}",
+            "sha256": sha256_file(target),
+            "bytes": target.stat().st_size,
+            "architecture": meta["architecture"],
+            "sample_rate": int(meta["sample_rate"]),
+            "window_s": float(meta["window_s"]),
+            "embedding_dim": int(meta["embedding_dim"]),
+            "licence": LICENCE,
+            "trained_on": {
+                "run": args.run,
+                "step": step,
+                "config": f"examples/{args.name}/semi.toml",
+                "data": "music/ pool (unlabelled) + train splits of notes, genre, gamesrc",
+            },
+            "probe": models.get(args.name, {}).get("probe", {}),
+        }
+    if args.probe:
+        models[args.name]["probe"] = probe_summary(Path(args.probe), args.name)
+    manifest["models"] = list(models.values())
+    if args.default:
+        manifest["default"] = args.name
+    text = json.dumps(manifest, indent=1) + "\n"
+    for path in MANIFESTS:
+        path.write_text(text)
+    print(
+        f"{args.name}: {models[args.name]['sha256']} ({models[args.name]['bytes']:,} bytes); default "
+        f"{manifest['default']}"
+    )
+
+
+if __name__ == "__main__":
+    main()
