@@ -83,9 +83,11 @@ def test_signal_stops_cleanly_with_130_and_the_run_resumes(corpus: str, tmp_path
     assert workers, "the decoder processes should be running"
     t0 = time.monotonic()
     proc.send_signal(signum)
-    _, stderr = proc.communicate(timeout=30)
+    _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
-    assert time.monotonic() - t0 < 10
+    # Prompt, not instant: the batch in flight finishes first. The bound is loose because the suite
+    # must also pass on a 2-core machine busy with a training run (seen: 10-12 s there, ~1 s idle).
+    assert time.monotonic() - t0 < 40
     assert b"resume" in stderr
     assert not still_running(workers), "decoders outlived the parent"
     assert not out.exists()
