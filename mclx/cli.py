@@ -180,6 +180,9 @@ def models(
         {"name": name, "kind": "built-in", "default": name == default} for name in BUILTIN
     ]
     rows += [{**m, "kind": "bundled", "default": m["name"] == default} for m in manifest["models"]]
+    rows += [
+        {"name": f"random-{m['name']}", "kind": "random twin", "default": False} for m in manifest["models"]
+    ]
     checks = {name: (ok, msg) for name, ok, msg in verify_bundled()} if verify else {}
     for row in rows:
         if row["name"] in checks:
