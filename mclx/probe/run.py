@@ -72,8 +72,8 @@ def run_probe(
 
     models = [model] if isinstance(model, str) else list(model or [])
     stores = [embeddings] if isinstance(embeddings, str) else list(embeddings or [])
-    if not (models or stores):
-        models = [default_model_name()]  # the bundled default model, as `mclx embed` without --model
+    if not (models or stores or baseline):
+        models = [default_model_name()]  # nothing named: the default model, as `mclx embed` without --model
     _check_flags(head, seeds, baseline, models, stores, out, plot, kind)
     dev = resolve_device(device)
     log = _Log(quiet)

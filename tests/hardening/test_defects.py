@@ -131,7 +131,7 @@ def test_defect_2_an_interrupted_overwrite_run_resumes_with_or_without_the_flag(
 
     from ..test_embed import assert_same_store, settings
 
-    files = [str(write_audio(f"{i}.wav", seconds=2.0, freq=200 + 50 * i, seed=i)) for i in range(8)]
+    files = [str(write_audio(f"{i}.wav", seconds=2.0, freq=200 + 50 * i, seed=i)) for i in range(5)]
     out = tmp_path / "o.h5"
     embed(files, str(out), settings())  # an old store, other settings (hop = window)
     new = settings(hop_s=1.0, batch_size=1, workers=1)
@@ -166,3 +166,50 @@ def test_defect_8_a_store_holds_this_runs_inputs_in_order_then_earlier_rows(
     assert [Path(p).stem for p in read_store(out).paths] == ["e", "b", "d", "c", "a"]
     embed([paths["d"]], out, settings(overwrite=True))  # --overwrite: only this run's inputs
     assert [Path(p).stem for p in read_store(out).paths] == ["d"]
+
+
+def test_defect_4_sigterm_at_random_instants_then_resume_is_bit_identical(
+    tmp_path: Path, write_audio
+) -> None:
+    import os
+    import random
+    import signal
+    import threading
+    import time
+
+    import torch
+    from safetensors.torch import load_file
+
+    from mclx.errors import Interrupted
+    from mclx.train import run_training
+
+    from ..test_train import write_config
+
+    config = str(write_config(tmp_path, write_audio))
+    steps = ["train.steps=30", "train.checkpoint_every=7"]
+    t0 = time.monotonic()
+    run_training(config, str(tmp_path / "full"), False, steps, quiet=True)
+    span = time.monotonic() - t0
+    part = tmp_path / "part"
+    rng = random.Random(4)
+    kills = runs = 0
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)  # a late signal must not end pytest
+    try:
+        while runs < 20:
+            runs += 1
+            timer = threading.Timer(rng.uniform(0.0, span), os.kill, (os.getpid(), signal.SIGTERM))
+            timer.start()
+            try:
+                run_training(config, str(part), (part / "state.pt").exists(), steps, quiet=True)
+                break
+            except Interrupted:
+                kills += 1
+            finally:
+                timer.cancel()
+                timer.join()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert kills >= 2, "the signals never landed inside a run: the test proves nothing"
+    a, b = load_file(tmp_path / "full" / "encoder.safetensors"), load_file(part / "encoder.safetensors")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
