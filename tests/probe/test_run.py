@@ -194,3 +194,27 @@ def test_cli_prints_the_table_and_writes_json_and_plot(tmp_path: Path) -> None:
     assert json.loads(out.read_text())["results"] and png.read_bytes()[:4] == b"\x89PNG"
     bad = run_cli("probe", "--task", "t", "--data", str(tmp_path / "nowhere"), "--baseline", "mfcc")
     assert bad.returncode == 2 and "no such task directory" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_segment_only_store_is_probed_on_the_mean_of_its_segments(tmp_path: Path) -> None:
+    from mclx.store import FileRecord, write_store
+
+    x, y = blobs(12, 3, 6, spread=0.5, seed=11)
+    splits = [("train", "train", "valid", "test")[i % 4] for i in range(len(y))]
+    clips = write_csv_task(tmp_path / "t", [f"k{v}" for v in y], splits)
+    attrs = {"format": "mclx-embeddings", "format_version": 1, "mclx_version": "test", "model": "synthetic",
+             "model_sha256": "0" * 64, "model_config": "{}", "sample_rate": 16000, "window_s": 1.0,
+             "hop_s": 1.0, "dim": 6, "level": "segment", "pooling": "mean", "precision": "fp32",
+             "created_utc": "", "argv": "[]"}  # fmt: skip
+    rng = np.random.default_rng(0)
+    records = []
+    for clip, row in zip(clips, x, strict=True):
+        noise = rng.standard_normal((3, 6)) * 0.1
+        segs = (row + noise - noise.mean(axis=0)).astype(np.float32)  # segments whose mean is the row
+        records.append(FileRecord(clip, "ok", "", 3.0, 0, 0, 3, segments=segs,
+                                  starts=np.arange(3.0), ends=np.arange(1.0, 4.0)))  # fmt: skip
+    store = str(tmp_path / "seg.h5")
+    write_store(store, attrs, records)
+    report = probe_store(tmp_path / "t", store, "linear", 1)
+    assert result(report, "accuracy")["mean"] >= 0.95
+    assert "computed here from the store's /segments" in report["aggregation"]
