@@ -191,8 +191,9 @@ the difference above 0, against both its random twin and MFCC):
 Where the linear accuracy does not separate from the random twin (its interval covers 0), the
 retrieval rows (MAP@10, nothing trained on top) still do, by a wide margin: training reorganised
 the embedding space, but a linear probe on {lab["genre"]} (genre) or {lab["gamesrc"]} (gamesrc)
-training clips recovers much of the same information from random features. What was tried is in the learning curves; what
-might close the gap (longer training on a GPU, a larger encoder, more labelled clips) is untried.
+training clips recovers much of the same information from random features. What was tried is in
+the learning curves; what might close the gap (longer training on a GPU, a larger encoder, more
+labelled clips) is untried.
 
 Peer, for context (issue 10; musicnn's best feature, linear head, test accuracy):
 
