@@ -15,6 +15,7 @@ best per task in bold), then the paired comparisons (each feature set minus MFCC
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -34,7 +35,8 @@ def markdown(reports: list[dict[str, Any]]) -> str:
         for r in report["results"]:
             columns[(r["head"], r["metric"])] = None
     header = ["task", "features"] + [f"{h} {m}" if h != "cosine" else m for h, m in columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * len(columns)]
+    header.append("linear accuracy − mfcc (paired)")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "---:|" * (len(columns) + 1)]
     for report in reports:
         by_key = {(r["features"], r["head"], r["metric"]): r for r in report["results"]}
         best: dict[tuple[str, str], float] = {}
@@ -52,9 +54,22 @@ def markdown(reports: list[dict[str, Any]]) -> str:
                 if r and r["mean"] is not None and r["mean"] == best.get((h, m)):
                     text = f"**{text}**"
                 cells.append(text)
+            cells.append(_versus_mfcc(report, features))
             task = f"{report['task']} ({report['layout']}, {split})"
             lines.append("| " + " | ".join([task, features, *cells]) + " |")
     return "\n".join(lines)
+
+
+def _versus_mfcc(report: dict[str, Any], features: str) -> str:
+    """'+0.102 [+0.045, +0.161] *' for the paired linear-accuracy difference against mfcc."""
+    for c in report["comparisons"]:
+        if (c["a"], c["b"], c["head"], c["metric"]) == (features, "mfcc", "linear", "accuracy"):
+            lo, hi = c["ci95"]
+            if c["diff"] is None or lo is None or hi is None:
+                return "n/a"
+            mark = " *" if lo > 0 or hi < 0 else ""
+            return f"{c['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}"
+    return ""
 
 
 def comparisons_markdown(
@@ -85,6 +100,7 @@ def main() -> None:
     ap.add_argument("--compare", action="append", default=[], help="A,B: also compare A minus B")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--plot", action="store_true", help="also write OUT/<task>.png (needs matplotlib)")
+    ap.add_argument("--tables-only", action="store_true", help="rebuild table.md from OUT/<task>.json")
     args = ap.parse_args()
     if args.model is None:
         from mclx.models.registry import default_model_name
@@ -101,6 +117,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     reports, started = [], time.monotonic()
     for task in args.tasks.split(","):
+        if args.tables_only:  # the tables again from the results of an earlier run, nothing probed
+            reports.append(json.loads((out / f"{task}.json").read_text()))
+            continue
         if not (Path(root) / task / ".complete").exists():
             sys.exit(f"{root}/{task}: not complete yet (no .complete marker)")
         t0 = time.monotonic()
