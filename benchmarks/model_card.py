@@ -150,7 +150,8 @@ below comes from a file one of this repository's scripts wrote (the peer row is 
 
 ## Recipe
 `examples/{args.name}/semi.toml`, trained with `mclx train` on this project's 2-core development CPU
-(one torch thread, while a second run used the other core):
+(one torch thread; the other core ran the self-supervised comparison run for the first 34 minutes,
+then this session's tests and evaluations; `docs/mclx-base/ssl-train.log`):
 
 ```toml
 {Path(args.config).read_text().strip()}
