@@ -1,4 +1,4 @@
-"""Probe metrics and their confidence intervals, in numpy only (no scikit-learn, no scipy).
+"""Probe metrics in numpy only (no scikit-learn, no scipy); their intervals are in ``stats``.
 
 Every metric is "higher is better". Ties in scores are handled so that a result never
 depends on the order of the rows (saturated sigmoids tie exactly in float32).
@@ -7,70 +7,11 @@ depends on the order of the rows (saturated sigmoids tie exactly in float32).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 
 K_RETRIEVAL = 10
-
-
-def t_two_sided_mass(t: float, df: int) -> float:
-    """P(|T| < t) for Student's t with integer ``df`` degrees of freedom.
-
-    Finite series in theta = atan(t / sqrt(df)) (Abramowitz & Stegun 26.7.3-4): exact for
-    integer df, which is all a mean over seeds needs.
-    """
-    if df < 1:
-        raise ValueError("df must be at least 1")
-    theta = math.atan(abs(t) / math.sqrt(df))
-    s, c2 = math.sin(theta), math.cos(theta) ** 2
-    if df % 2 == 0:  # sin(th) * (1 + 1/2 c^2 + 1*3/(2*4) c^4 + ... up to c^(df-2))
-        term, total = 1.0, 1.0
-        for k in range(1, df // 2):
-            term *= (2 * k - 1) / (2 * k) * c2
-            total += term
-        return s * total
-    if df == 1:
-        return 2 * theta / math.pi
-    # odd: 2/pi * (th + sin(th) * (c + 2/3 c^3 + 2*4/(3*5) c^5 + ... up to c^(df-2)))
-    term = math.cos(theta)
-    total = term
-    for j in range(2, (df - 1) // 2 + 1):
-        term *= (2 * j - 2) / (2 * j - 1) * c2
-        total += term
-    return 2 / math.pi * (theta + s * total)
-
-
-def t_quantile(confidence: float, df: int) -> float:
-    """The t with P(|T| < t) = ``confidence`` (e.g. 0.95 -> 2.776 for df 4), by bisection."""
-    lo, hi = 0.0, 1.0
-    while t_two_sided_mass(hi, df) < confidence:
-        hi *= 2
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if t_two_sided_mass(mid, df) < confidence:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12:
-            break
-    return (lo + hi) / 2
-
-
-def ci95(values: Sequence[float]) -> tuple[float, float, float]:
-    """(mean, lo, hi): Student-t 95% interval of the mean over seeds.
-
-    NaN bounds when there are fewer than two finite values (no interval can be given);
-    NaN values (a metric undefined for a seed) make the mean NaN too, never silently dropped.
-    """
-    x = np.asarray(values, dtype=np.float64)
-    if len(x) == 0 or not np.isfinite(x).all():
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    half = t_quantile(0.95, len(x) - 1) * float(x.std(ddof=1)) / math.sqrt(len(x))
-    return mean, mean - half, mean + half
 
 
 def accuracy(y: np.ndarray, pred: np.ndarray) -> float:
@@ -166,13 +107,3 @@ def retrieval_per_query(
     with np.errstate(invalid="ignore", divide="ignore"):
         ap = np.where(n_rel > 0, (precision_at * hits).sum(axis=1) / n_rel, np.nan)
     return ap, hits.mean(axis=1)
-
-
-def retrieval_at_k(
-    queries: np.ndarray, database: np.ndarray, relevant: np.ndarray, k: int = K_RETRIEVAL
-) -> tuple[float, float]:
-    """(MAP@k, precision@k) over the queries; queries with no relevant item are left out of MAP
-    (they still count in precision@k). See :func:`retrieval_per_query`."""
-    ap, precision = retrieval_per_query(queries, database, relevant, k)
-    ok = np.isfinite(ap)
-    return (float(ap[ok].mean()) if ok.any() else math.nan), float(precision.mean())
