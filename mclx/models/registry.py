@@ -78,9 +78,9 @@ def verify_bundled(manifest_path: Path = MANIFEST_PATH) -> list[tuple[str, bool,
     return rows
 
 
-def _builtin(name: str, args: dict[str, Any] | None = None) -> LoadedModel:
+def _builtin(name: str, architecture: str | None = None, args: dict[str, Any] | None = None) -> LoadedModel:
     """``mfcc``, or a seeded random-initialised network (``random-ARCH`` with the architecture's
-    defaults, ``random-BUNDLED`` with a bundled model's constructor arguments)."""
+    defaults, or ``random-BUNDLED`` with a bundled model's ``architecture`` and ``args``)."""
     import torch
 
     if name == "mfcc":
@@ -88,33 +88,27 @@ def _builtin(name: str, args: dict[str, Any] | None = None) -> LoadedModel:
     else:
         # A random-initialised CNN is a strong baseline that pretraining must beat; seed it so
         # every run and machine gets the same network.
-        architecture = str(args.pop("architecture")) if args else name.removeprefix("random-")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
-            encoder = build_encoder(architecture, args)
+            encoder = build_encoder(architecture or name.removeprefix("random-"), args)
     identity = f"builtin:{name}:{encoder.spec.args_json()}".encode()
     return LoadedModel(name, encoder.eval(), hashlib.sha256(identity).hexdigest())
 
 
-def _random_twin(name: str, manifest_path: Path) -> LoadedModel | None:
-    """``random-NAME`` for a bundled NAME: its architecture and arguments, seeded random weights
-    (what pretraining has to beat)."""
-    from mclx.checkpoint import read_metadata
-
+def _bundled_file(name: str, manifest_path: Path) -> tuple[dict[str, Any], Path] | None:
+    """The manifest entry of bundled model ``name`` and its weight file (which must exist), or None."""
     for entry in read_manifest(manifest_path)["models"]:
-        if f"random-{entry['name']}" == name:
+        if entry["name"] == name:
             file = PACKAGE_DIR / entry["file"]
             if not file.exists():
-                raise WeightsError(f"bundled model {entry['name']}: weight file {file} is missing")
-            meta = read_metadata(file)
-            args = json.loads(meta["encoder_args"])
-            return _builtin(name, {"architecture": meta["architecture"], **args})
+                raise WeightsError(f"bundled model {name}: weight file {file} is missing")
+            return entry, file
     return None
 
 
 def load_model(name: str | None = None, manifest_path: Path = MANIFEST_PATH) -> LoadedModel:
     """Resolve a model name (see module docstring) to an encoder in eval mode."""
-    from mclx.checkpoint import load_encoder
+    from mclx.checkpoint import load_encoder, read_metadata
 
     name = name or default_model_name(manifest_path)
     if os.sep in name or name.endswith(".safetensors") or Path(name).is_file():
@@ -124,16 +118,16 @@ def load_model(name: str | None = None, manifest_path: Path = MANIFEST_PATH) -> 
         return LoadedModel(name, encoder, digest)
     if name in BUILTIN:
         return _builtin(name)
-    twin = _random_twin(name, manifest_path) if name.startswith("random-") else None
+    bundled = _bundled_file(name, manifest_path)
+    if bundled is not None:
+        entry, file = bundled
+        encoder, digest = load_encoder(file, expected_sha256=entry["sha256"])
+        return LoadedModel(name, encoder, digest)
+    # random-NAME for a bundled NAME: its architecture and arguments, seeded random weights
+    twin = _bundled_file(name.removeprefix("random-"), manifest_path) if name.startswith("random-") else None
     if twin is not None:
-        return twin
-    for entry in read_manifest(manifest_path)["models"]:
-        if entry["name"] == name:
-            file = PACKAGE_DIR / entry["file"]
-            if not file.exists():
-                raise WeightsError(f"bundled model {name}: weight file {file} is missing")
-            encoder, digest = load_encoder(file, expected_sha256=entry["sha256"])
-            return LoadedModel(name, encoder, digest)
+        meta = read_metadata(twin[1])
+        return _builtin(name, meta["architecture"], json.loads(meta["encoder_args"]))
     raise UsageError(
         f"--model {name}: not a checkpoint file nor a known model ({', '.join(model_names(manifest_path))})"
     )
