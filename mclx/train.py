@@ -307,7 +307,7 @@ def run_training(
                         "set train.precision = 'fp32'"
                     )
 
-            if start == 0:
+            if start == 0 and config.train.snapshot_every:
                 _snapshot(out, model, 0, config, rank)  # the learning curves' step 0: the initialisation
             try:
                 for step, (x, track_ids) in zip(range(start, end), data, strict=True):
@@ -528,9 +528,8 @@ def _checkpoint(out: Path, model: ContrastiveModel, optimizer: torch.optim.Optim
 
 
 def _snapshot(out: Path, model: ContrastiveModel, step: int, config: Config, rank: Rank) -> None:
-    """Keep the encoder of every ``train.snapshot_every``-th step (for learning curves), rank 0 only."""
-    every = config.train.snapshot_every
-    if every > 0 and step % every == 0 and rank.main:
+    """Keep the encoder of step ``step`` in ``DIR/snapshots/`` (for learning curves), rank 0 only."""
+    if rank.main:
         (out / "snapshots").mkdir(exist_ok=True)
         save_encoder(out / "snapshots" / f"step-{step:06d}.safetensors", model.encoder,
                      training_config=config.to_dict())  # fmt: skip
