@@ -83,9 +83,9 @@ def bench_model(
     """Wall seconds for the encoder alone on as many windows as the files produce."""
     import torch
 
-    from mclx.audio import window_starts
     from mclx.models.registry import load_model
     from mclx.pipeline import resolve_device, resolve_precision
+    from mclx.windows import window_starts
 
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev.type)
@@ -116,9 +116,10 @@ def bench_naive(paths: list[str], model: str, device: str, out: Path) -> float:
     import torch
     import torchaudio
 
-    from mclx.audio import mix_weights, window_starts
+    from mclx.audio import mix_weights
     from mclx.models.registry import load_model
     from mclx.pipeline import resolve_device
+    from mclx.windows import window_starts
 
     dev = resolve_device(device)
     enc = load_model(model).encoder.to(dev).eval()

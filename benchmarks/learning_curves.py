@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mclx.audio import window_starts
 from mclx.checkpoint import load_encoder, sha256_file
 from mclx.models.base import Encoder
 from mclx.models.registry import load_model
 from mclx.probe import heads
 from mclx.probe.tasks import load_task
 from mclx.traindata import TrackCache, build_cache
+from mclx.windows import window_starts
 
 TASKS = ("notes", "genre", "gamesrc")
 

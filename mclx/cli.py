@@ -14,7 +14,8 @@ from typing import Annotated, Any
 import typer
 
 from mclx import __version__
-from mclx.errors import MclxError
+from mclx.errors import MclxError, UsageError
+from mclx.formats import formats_help
 
 app = typer.Typer(
     add_completion=False,
@@ -50,7 +51,12 @@ def _log(message: str, quiet: bool = False) -> None:
 @app.command()
 def embed(
     inputs: Annotated[
-        list[str], typer.Argument(help="Audio files, directories, or '-' for a path list on stdin.")
+        list[str],
+        typer.Argument(
+            help="Audio files, directories (walked for: "
+            + formats_help()
+            + "), or '-' for a path list on stdin."
+        ),
     ],
     output: Annotated[str, typer.Argument(help="The HDF5 store to write or resume.")],
     model: Annotated[str | None, typer.Option(help="Bundled model name or checkpoint path.")] = None,
@@ -63,6 +69,9 @@ def embed(
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
     precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16")] = "auto",
     workers: Annotated[int | None, typer.Option(help="Decoding processes.")] = None,
+    resample_in: Annotated[
+        str, typer.Option(help="auto | decoders | encoder: where audio is resampled (auto: decoders on CPU).")
+    ] = "auto",
     shard: Annotated[str | None, typer.Option(help="I/N: only files in shard I (0-based) of N.")] = None,
     null: Annotated[bool, typer.Option("--null", help="Paths on stdin are NUL-separated.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start a new store instead of resuming.")] = False,
@@ -71,15 +80,24 @@ def embed(
     quiet: Quiet = False,
 ) -> None:
     """Embed audio into an HDF5 store (resumable, fault-tolerant, shardable)."""
-    from mclx.inputs import check_output_writable, expand_inputs, parse_shard, select_shard
+    from collections import Counter
+
+    from mclx.inputs import check_output_writable, expand_inputs, parse_shard, select_shard, skipped_summary
     from mclx.pipeline import EmbedSettings
     from mclx.pipeline import embed as run_embed
 
     check_output_writable(output)
     shard_spec = parse_shard(shard)
-    files = select_shard(expand_inputs(inputs, null=null), shard_spec)
-    if not files:
-        _log("mclx: no audio files found in the inputs", quiet)
+    skipped: Counter[str] = Counter()
+    every = expand_inputs(inputs, null=null, skipped=skipped)
+    note = skipped_summary(skipped)
+    if not every:  # nothing to embed is not success, and leaves no store behind
+        raise UsageError(
+            f"no audio files in the inputs{f' ({note})' if note else ''}; reads: {formats_help()}"
+        )
+    if note:
+        _log(f"mclx: {note}", quiet)
+    files = select_shard(every, shard_spec)
     settings = EmbedSettings(
         model=model,
         level=level,
@@ -89,6 +107,7 @@ def embed(
         device=device,
         precision=precision,
         workers=workers,
+        resample_in=resample_in,
         overwrite=overwrite,
         fail_fast=fail_fast,
         quiet=quiet,

@@ -25,6 +25,7 @@ import numpy as np
 
 from mclx.audio import BLOCK_FRAMES, decode_blocks, one_line
 from mclx.errors import DecodeError
+from mclx.resample import SoxrStream
 
 PREFETCH = 2  # files assigned to a worker at once: the current one and the next
 QUEUE_EVENTS = 256  # decoded blocks held for the encoder: 256 x 256 KB at most
@@ -75,26 +76,21 @@ def _worker_main(tasks: Connection, results: Connection, block_frames: int, resa
 def _decode_one(
     index: int, path: str, results: Connection, block_frames: int, resample_to: int | None
 ) -> None:
-    """Stream one file's blocks, resampled to ``resample_to`` when it is given."""
+    """Stream one file's blocks, resampled to ``resample_to`` (libsoxr) when it is given."""
     resampler = None
     frames = 0
     for rate, block in decode_blocks(path, block_frames):
         if frames == 0:
             if resample_to is not None:
-                import torch
-
-                from mclx.audio import StreamResampler
-
-                torch.set_num_threads(1)
-                resampler = StreamResampler(rate, resample_to)
+                resampler = SoxrStream(rate, resample_to)
             results.send(("start", index, resample_to or rate, rate))
         frames += len(block)
         if resampler is not None:
-            block = resampler.push(torch.from_numpy(block)).numpy()
+            block = resampler.push(block)
         if len(block):
             results.send(("block", index, block))
     if resampler is not None:
-        results.send(("block", index, resampler.flush().numpy()))
+        results.send(("block", index, resampler.flush()))
     results.send(("end", index, frames))
 
 
@@ -258,5 +254,5 @@ class DecoderPool:
 
 def default_workers(device_type: str) -> int:
     cores = os.cpu_count() or 1
-    # On the CPU the decoders also resample; they idle (back-pressure) when the encoder is slower.
+    # The decoders also resample when asked; they idle (back-pressure) when the encoder is slower.
     return min(16, cores)

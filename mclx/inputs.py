@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
 from mclx.errors import UsageError
+from mclx.formats import AUDIO_EXTENSIONS
 
-AUDIO_EXTENSIONS = frozenset({".wav", ".flac", ".ogg", ".opus", ".mp3", ".aif", ".aiff", ".au"})
+__all__ = ["AUDIO_EXTENSIONS", "expand_inputs", "skipped_summary", "walk_audio"]
+APPLEDOUBLE = "._ (macOS metadata)"
 
 
 def parse_path_list(stream: TextIO | None = None, null: bool = False) -> list[str]:
@@ -28,8 +31,12 @@ def parse_path_list(stream: TextIO | None = None, null: bool = False) -> list[st
     return paths
 
 
-def walk_audio(directory: str) -> list[str]:
-    """Audio files under ``directory`` (recursive, by extension), sorted; symlink loops cut."""
+def walk_audio(directory: str, skipped: Counter[str] | None = None) -> list[str]:
+    """Audio files under ``directory`` (recursive, by extension), sorted; symlink loops cut.
+
+    Every other file is counted in ``skipped`` by its extension (macOS "._" resource forks,
+    which carry audio extensions but hold metadata, under their own key).
+    """
     found: list[str] = []
     seen: set[tuple[int, int]] = set()
     for root, dirs, files in os.walk(directory, followlinks=True):
@@ -41,19 +48,44 @@ def walk_audio(directory: str) -> list[str]:
         seen.add(key)
         dirs.sort()
         for name in sorted(files):
-            if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS:
+            ext = os.path.splitext(name)[1].lower()
+            if name.startswith("._"):
+                ext = APPLEDOUBLE
+            elif ext in AUDIO_EXTENSIONS:
                 found.append(os.path.join(root, name))
+                continue
+            if skipped is not None:
+                skipped[ext or "no extension"] += 1
     return found
 
 
-def expand_inputs(inputs: Iterable[str], stdin: TextIO | None = None, null: bool = False) -> list[str]:
-    """Files in input order, duplicates dropped. A missing input path is a usage error."""
+def skipped_summary(skipped: Counter[str], shown: int = 6) -> str:
+    """'412 files skipped: not audio (.jpg 230, .txt 12, ...)', or '' when none were."""
+    total = sum(skipped.values())
+    if not total:
+        return ""
+    parts = [f"{ext} {n}" for ext, n in skipped.most_common(shown)]
+    more = ", ..." if len(skipped) > shown else ""
+    return f"{total} file{'s' if total != 1 else ''} skipped: not audio ({', '.join(parts)}{more})"
+
+
+def expand_inputs(
+    inputs: Iterable[str],
+    stdin: TextIO | None = None,
+    null: bool = False,
+    skipped: Counter[str] | None = None,
+) -> list[str]:
+    """Files in input order, duplicates dropped. A missing input path is a usage error.
+
+    Files named directly (or on stdin) are kept whatever their extension: the decoders say
+    whether they can read them. Directory walks count what they leave out in ``skipped``.
+    """
     files: list[str] = []
     for item in inputs:
         if item == "-":
             files.extend(parse_path_list(stdin, null=null))
         elif os.path.isdir(item):
-            files.extend(walk_audio(item))
+            files.extend(walk_audio(item, skipped))
         elif os.path.exists(item) or os.path.islink(item):
             files.append(item)
         else:

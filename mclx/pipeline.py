@@ -30,6 +30,7 @@ from mclx.store import FileRecord, read_attrs, read_store, settings_mismatch, wr
 
 LEVELS = ("global", "segment", "both")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+RESAMPLE_IN = ("auto", "decoders", "encoder")
 JOURNAL_EVERY_S = float(os.environ.get("MCLX_JOURNAL_EVERY_S", "2.0"))  # tests shorten it
 
 
@@ -47,6 +48,9 @@ class EmbedSettings:
     fail_fast: bool = False
     quiet: bool = False
     decode_timeout_s: float = 120.0
+    # Where audio is resampled to the model's rate: "decoders" (libsoxr, in the decoder processes),
+    # "encoder" (a sinc kernel on the encoder's device), "auto": decoders on the CPU, encoder on CUDA.
+    resample_in: str = "auto"
 
 
 @dataclass
@@ -164,6 +168,8 @@ def embed(
     started = time.monotonic()
     if settings.level not in LEVELS:
         raise UsageError(f"--level {settings.level}: expected one of {', '.join(LEVELS)}")
+    if settings.resample_in not in RESAMPLE_IN:
+        raise UsageError(f"--resample-in {settings.resample_in}: expected one of {', '.join(RESAMPLE_IN)}")
     check_output_writable(output)
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device.type)
@@ -359,8 +365,12 @@ class _Run:
         )
         t0 = time.monotonic()
         last_journal = t0
-        # On the CPU, resampling is spread over the decoder processes; on a GPU it runs there.
-        resample_to = self.rate if self.device.type == "cpu" else None
+        # By default resampling is spread over the decoder processes on the CPU and runs on the GPU
+        # there; either way can be chosen on any device (the tests run both on the CPU).
+        where = self.settings.resample_in
+        if where == "auto":
+            where = "decoders" if self.device.type == "cpu" else "encoder"
+        resample_to = self.rate if where == "decoders" else None
         timeout = self.settings.decode_timeout_s
         pool = DecoderPool(self.files, self.todo, workers, timeout_s=timeout, resample_to=resample_to)
         try:
@@ -401,10 +411,11 @@ class _Run:
     def _handle(self, event: Any) -> None:
         import torch
 
-        from mclx.audio import StreamResampler, WindowCutter
+        from mclx.resample import TorchStreamResampler
+        from mclx.windows import WindowCutter
 
         if event.kind == "start":
-            resampler = StreamResampler(event.rate, self.rate, self.device)
+            resampler = TorchStreamResampler(event.rate, self.rate, self.device)
             cutter = WindowCutter(self.window, self.hop)
             self.active[event.index] = _Active(event.index, resampler, cutter, event.native_rate)
             return

@@ -269,9 +269,8 @@ def _to_int16(block: np.ndarray) -> np.ndarray:
 
 def _decode_here(files: list[str], rate: int) -> Decoded:
     """Decode in this process (small jobs): streamed blocks, resampled as they come."""
-    import torch
-
-    from mclx.audio import StreamResampler, decode_blocks
+    from mclx.audio import decode_blocks
+    from mclx.resample import SoxrStream
 
     for i, path in enumerate(files):
         parts: list[np.ndarray] = []
@@ -279,10 +278,10 @@ def _decode_here(files: list[str], rate: int) -> Decoded:
             resampler = None
             for native, block in decode_blocks(path):
                 if resampler is None:
-                    resampler = StreamResampler(native, rate)
-                parts.append(_to_int16(resampler.push(torch.from_numpy(block)).numpy()))
+                    resampler = SoxrStream(native, rate)
+                parts.append(_to_int16(resampler.push(block)))
             if resampler is not None:
-                parts.append(_to_int16(resampler.flush().numpy()))
+                parts.append(_to_int16(resampler.flush()))
         except DecodeError as exc:
             yield i, None, str(exc)
             continue

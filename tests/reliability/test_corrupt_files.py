@@ -12,11 +12,13 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mclx.audio import StreamResampler, WindowCutter, decode_blocks
+from mclx.audio import decode_blocks
 from mclx.errors import DecodeError
 from mclx.models import build_encoder
 from mclx.pipeline import EmbedSettings, embed
+from mclx.resample import TorchStreamResampler as StreamResampler
 from mclx.store import read_store
+from mclx.windows import WindowCutter
 
 from ..conftest import FORMATS, tone
 from .report import record
