@@ -4,7 +4,8 @@
     python -m benchmarks.embed --inputs ~/mclx-data/music --model mfcc      # real files instead
     python -m benchmarks.embed --files 40 --model mclx-base --versus random-melcnn --stages model,mclx
 
-1. decode only: the decoder pool `mclx embed` uses, same worker count, every file to the end;
+1. decode only: the decoder pool `mclx embed` uses, same worker count, every file to the end,
+   doing the decoders' whole job (decode, down-mix, and on the CPU resample to the model rate);
 2. model only: the encoder on windows already in memory on the device (same batch, precision);
 3. mclx: the library call and the CLI, end to end;
 4. naive: per file load whole, resample, cut windows, one forward, write (the peers' loop).
@@ -27,11 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.codecs import write_encoded
+
 FORMATS = {
     "flac": ("FLAC", "PCM_16"),
     "wav": ("WAV", "PCM_16"),
     "ogg": ("OGG", "VORBIS"),
     "mp3": ("MP3", None),
+    "m4a": ("M4A", "AAC"),  # written with PyAV (benchmarks.codecs)
 }
 
 
@@ -50,6 +54,9 @@ def make_audio(directory: Path, files: int, seconds: float, fmt: str, rate: int 
         t = np.arange(int(seconds * rate)) / rate
         x = 0.2 * np.sin(2 * np.pi * (110 + 7 * i) * t) + 0.05 * rng.standard_normal(len(t))
         data = np.stack([x, 0.8 * x], axis=1).astype(np.float32)
+        if fmt == "m4a":
+            write_encoded(path, data, rate)
+            continue
         fmt_name, subtype = FORMATS[fmt]
         with sf.SoundFile(path, "w", rate, 2, format=fmt_name, subtype=subtype) as f:
             for j in range(0, len(data), 1 << 20):
@@ -57,12 +64,49 @@ def make_audio(directory: Path, files: int, seconds: float, fmt: str, rate: int 
     return paths
 
 
-def bench_decode(paths: list[str], workers: int) -> tuple[float, float]:
-    """(audio seconds, wall seconds) for decoding every file through the pool."""
+def duration_s(path: str) -> float:
+    """A file's duration from its header (libsndfile, else FFmpeg's stream metadata)."""
+    import soundfile as sf
+
+    try:
+        return float(sf.info(path).duration)
+    except sf.LibsndfileError:
+        import av
+
+        with av.open(path) as c:
+            stream = c.streams.audio[0]
+            if stream.duration is not None and stream.time_base is not None:
+                return float(stream.duration * stream.time_base)
+            return float(c.duration or 0) / 1e6
+
+
+def load_whole(path: str) -> tuple[np.ndarray, int]:
+    """The naive loop's read: the whole file at once, (frames, channels) float32."""
+    import soundfile as sf
+
+    try:
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+        return data, int(rate)
+    except sf.LibsndfileError:  # what libsndfile does not read: every frame through FFmpeg at once
+        import av
+
+        to_float = av.AudioResampler(format="fltp")
+        with av.open(path) as c:
+            planes = [g.to_ndarray() for f in c.decode(audio=0) for g in to_float.resample(f)]
+            rate = c.streams.audio[0].rate
+        return np.ascontiguousarray(np.concatenate(planes, axis=1).T), int(rate)
+
+
+def bench_decode(paths: list[str], workers: int, resample_to: int | None) -> tuple[float, float]:
+    """(audio seconds, wall seconds) for decoding every file through the pool.
+
+    The same work as `mclx embed`'s decoders: decode, down-mix and (``resample_to``, as the
+    embed run on this device does) resample to the model's rate.
+    """
     from mclx.decoders import DecoderPool
 
     t0 = time.perf_counter()
-    pool = DecoderPool(paths, list(range(len(paths))), workers)
+    pool = DecoderPool(paths, list(range(len(paths))), workers, resample_to=resample_to)
     rates: dict[int, int] = {}
     frames = 0.0
     try:
@@ -112,7 +156,6 @@ def bench_model(
 def bench_naive(paths: list[str], model: str, device: str, out: Path) -> float:
     """The per-file loop: load whole, resample, window, one batch, append to HDF5."""
     import h5py
-    import soundfile as sf
     import torch
     import torchaudio
 
@@ -127,7 +170,7 @@ def bench_naive(paths: list[str], model: str, device: str, out: Path) -> float:
     t0 = time.perf_counter()
     with h5py.File(out, "w") as h:
         for i, p in enumerate(paths):
-            data, sr = sf.read(p, dtype="float32", always_2d=True)
+            data, sr = load_whole(p)
             x = torch.from_numpy(data @ mix_weights(data.shape[1])).to(dev)  # the same fast mix as mclx
             x = torchaudio.functional.resample(x, sr, rate)
             wins = window_starts(len(x), win, win)
@@ -169,9 +212,7 @@ def main() -> None:
         where = Path(args.cache) / f"{args.format}-{args.seconds:g}s"
         print(f"generating {args.files} x {args.seconds:g} s {args.format} in {where} ...", file=sys.stderr)
         paths = make_audio(where, args.files, args.seconds, args.format)[: args.files]
-    import soundfile as sf
-
-    durations = [sf.info(p).duration for p in paths]
+    durations = [duration_s(p) for p in paths]
     audio_s = float(sum(durations))
 
     def library(model: str, out: Path) -> float:
@@ -186,7 +227,11 @@ def main() -> None:
     stages = set(args.stages.split(","))
     rows: dict[str, float] = {}
     if "decode" in stages:
-        rows["decode only"] = audio_s / bench_decode(paths, workers)[1]
+        from mclx.models.registry import load_model
+
+        rate = load_model(args.model).encoder.spec.sample_rate
+        # The decoders resample on the CPU (`--resample-in auto`), not when the encoder is on CUDA.
+        rows["decode only"] = audio_s / bench_decode(paths, workers, rate if dev.type == "cpu" else None)[1]
     if "model" in stages:
         model_wall = bench_model(args.model, args.device, args.precision, batch, audio_s, durations)
         rows["model only"] = audio_s / model_wall
