@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 from mclx.audio import window_starts
-from mclx.checkpoint import load_encoder, sha256_file
+from mclx.checkpoint import load_encoder
+from mclx.fileio import sha256_file
 from mclx.models.base import Encoder
 from mclx.models.registry import load_model
 from mclx.probe import heads

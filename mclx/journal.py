@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from mclx.checkpoint import atomic_write_bytes
 from mclx.errors import StoreError, UsageError
+from mclx.fileio import atomic_write_bytes
 from mclx.store import FileRecord, settings_mismatch
 
 OVERWRITE_KEY = "journal_replaces_store"

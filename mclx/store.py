@@ -101,7 +101,7 @@ def write_store(path: str | os.PathLike[str], attrs: dict[str, Any], records: Se
     """Write a complete store atomically (temporary file, fsync, rename)."""
     import h5py
 
-    from mclx.checkpoint import fsync_dir
+    from mclx.fileio import fsync_dir
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
