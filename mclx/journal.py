@@ -144,8 +144,16 @@ def _read_keys(path: Path) -> list[FileRecord]:
 
 
 def _stub(m: dict[str, Any], ref: RowRef | None = None) -> FileRecord:
-    keys = ("path", "status", "error", "duration_s", "size_bytes", "mtime_ns", "segment_count")
-    return FileRecord(*(m[k] for k in keys), ref=ref)
+    return FileRecord(
+        m["path"],
+        m["status"],
+        m["error"],
+        m["duration_s"],
+        m["size_bytes"],
+        m["mtime_ns"],
+        m["segment_count"],
+        ref=ref,
+    )
 
 
 def _unreadable(path: Path, exc: Exception) -> StoreError:

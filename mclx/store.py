@@ -335,12 +335,14 @@ class RowReader:
             return rec
         if ref.source.suffix == ".npz":
             return self._chunk(ref.source)[ref.row]
-        start = ref.row - ref.row % self.block
-        cached = self._blocks.get(ref.source)
-        if cached is None or cached[0] != start:
-            cached = (start, self._read_block(ref.source, start))
-            self._blocks[ref.source] = cached
-        return cached[1][ref.row - start]
+        start, rows = self._blocks.get(ref.source, (0, []))
+        if not start <= ref.row < start + len(rows):
+            # Read ahead only while rows are asked for in order, doubling up to ``block``: a
+            # resume whose inputs come in another order then reads one row at a time.
+            size = min(2 * len(rows), self.block) if ref.row == start + len(rows) else 1
+            start, rows = ref.row, self._read_block(ref.source, ref.row, size)
+            self._blocks[ref.source] = (start, rows)
+        return rows[ref.row - start]
 
     def _chunk(self, path: Path) -> list[FileRecord]:
         from mclx.journal import read_chunk
@@ -353,13 +355,13 @@ class RowReader:
                 self._chunks.popitem(last=False)
         return self._chunks[path]
 
-    def _read_block(self, path: Path, start: int) -> list[FileRecord]:
+    def _read_block(self, path: Path, start: int, size: int) -> list[FileRecord]:
         import h5py
 
         h = self._stores.get(path)
         if h is None:
             h = self._stores[path] = h5py.File(path, "r")
-        return _rows(h, start, start + self.block)
+        return _rows(h, start, start + max(size, 1))
 
     def close(self) -> None:
         for h in self._stores.values():
