@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mclx.checkpoint import load_encoder, sha256_file
+from mclx.checkpoint import load_encoder
+from mclx.fileio import sha256_file
 from mclx.models.base import Encoder
 from mclx.models.registry import load_model
 from mclx.probe import heads

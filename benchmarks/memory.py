@@ -1,12 +1,16 @@
-"""Peak memory of `mclx embed` on a 3-minute file versus a 3-hour file.
+"""Peak memory of `mclx embed`: a 3-minute file versus a 3-hour file, and few files versus many.
 
     python -m benchmarks.memory [--long-min 180] [--model mfcc] [--device cpu]
+    python -m benchmarks.memory --axis files [--few 1000] [--many 20000] [--file-s 1.0]
 
-Streaming means the memory of a run does not grow with the length of a file (apart from
-its rows in the store): the script writes one short and one long file (16 kHz mono FLAC,
-music-like noise), embeds each in a fresh process at level `both`, and prints the peak
-resident memory of the embed process and of its decoder processes, and the difference.
-With --device cuda it also prints the peak GPU memory of each run.
+Streaming means the memory of a run grows neither with the length of a file nor with the
+number of files (apart from a few hundred bytes of keys per file). Axis `length` writes one
+short and one long file (16 kHz mono FLAC, music-like noise), embeds each in a fresh process at
+level `both`, and prints the peak resident memory of the embed process and of its decoder
+processes, and the difference. With --device cuda it also prints the peak GPU memory of each
+run. Axis `files` writes `--few` and `--many` short WAV files (cached), runs the `mclx embed`
+command line on each folder at level `both`, and prints both peaks, the stores' sizes and the
+growth of the peak beyond the growth of the store on disk (the target is at most 50 MB).
 """
 
 from __future__ import annotations
@@ -82,16 +86,87 @@ def measure(path: Path, out: Path, model: str, device: str) -> dict[str, float]:
     return {**result, "main_peak_mib": main_peak, "decoder_peak_mib": worker_peak}
 
 
+def write_many(folder: Path, count: int, seconds: float, rate: int = 16000) -> None:
+    """``count`` short WAV files (a tone per file) in subfolders of 1,000; kept between runs."""
+    import soundfile as sf
+
+    done = folder / f".complete-{count}-{seconds:g}"
+    if done.exists():
+        return
+    t = np.arange(round(seconds * rate)) / rate
+    for i in range(count):
+        path = folder / f"{i // 1000:03d}" / f"{i:06d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        x = 0.3 * np.sin(2 * np.pi * (110 + i % 800) * t)
+        sf.write(path, x.astype(np.float32), rate, subtype="PCM_16")
+    done.touch()
+
+
+def measure_cli(folder: Path, out: Path, model: str, device: str) -> dict[str, float]:
+    """Peak RSS of `mclx embed FOLDER OUT --level both` (the main process), and the store's size."""
+    cmd = [sys.executable, "-m", "mclx", "embed", str(folder), str(out), "--model", model]
+    cmd += ["--device", device, "--level", "both", "--overwrite", "--quiet", "--json"]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, peak_rss_mib(proc.pid))
+        time.sleep(0.05)
+    stdout, _ = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"mclx embed {folder} failed (exit {proc.returncode})")
+    result = json.loads(stdout)
+    return {
+        "files": result["files"],
+        "wall_s": time.monotonic() - t0,
+        "main_peak_mib": peak,
+        "store_mib": out.stat().st_size / 2**20,
+    }
+
+
+def files_axis(args: argparse.Namespace, cache: Path) -> None:
+    rows = {}
+    for label, count in (("few", args.few), ("many", args.many)):
+        folder = cache / f"files-{count}-{args.file_s:g}s"
+        print(f"writing {count} files under {folder} ...", file=sys.stderr)
+        write_many(folder, count, args.file_s)
+        rows[label] = measure_cli(folder, cache / f"{label}.h5", args.model, args.device)
+    print(f"{'run':<6}{'files':>8}{'wall':>9}{'main peak':>13}{'store':>11}")
+    for label, r in rows.items():
+        print(
+            f"{label:<6}{r['files']:>8.0f}{r['wall_s']:>8.0f}s{r['main_peak_mib']:>9.0f} MiB"
+            f"{r['store_mib']:>7.1f} MiB"
+        )
+    growth = rows["many"]["main_peak_mib"] - rows["few"]["main_peak_mib"]
+    store_growth = rows["many"]["store_mib"] - rows["few"]["store_mib"]
+    beyond = growth - store_growth
+    print(
+        f"peak grew {growth:.1f} MiB for {store_growth:.1f} MiB more rows on disk: "
+        f"{beyond:.1f} MiB beyond the rows' own size (target: at most 50 MB = 47.7 MiB)"
+    )
+    flat = {f"{k}_{m}": round(v, 1) for k, r in rows.items() for m, v in r.items()}
+    summary = {"axis": "files", "model": args.model, "device": args.device, "file_s": args.file_s, **flat}
+    summary |= {"peak_growth_mib": round(growth, 1), "beyond_rows_mib": round(beyond, 1)}
+    print(json.dumps(summary))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--axis", choices=("length", "files"), default="length")
     ap.add_argument("--short-min", type=float, default=3.0)
     ap.add_argument("--long-min", type=float, default=180.0)
+    ap.add_argument("--few", type=int, default=1000, help="files in the small run (axis files)")
+    ap.add_argument("--many", type=int, default=20000, help="files in the large run (axis files)")
+    ap.add_argument("--file-s", type=float, default=1.0, help="seconds per file (axis files)")
     ap.add_argument("--model", default="mfcc")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "mclx-bench-memory"))
     args = ap.parse_args()
     cache = Path(args.cache)
     cache.mkdir(parents=True, exist_ok=True)
+    if args.axis == "files":
+        files_axis(args, cache)
+        return
     rows = {}
     for label, minutes in (("short", args.short_min), ("long", args.long_min)):
         path = cache / f"{minutes:g}min.flac"

@@ -13,17 +13,10 @@ from typing import Any
 
 from mclx import __version__
 from mclx.errors import WeightsError
+from mclx.fileio import atomic_write_bytes
 from mclx.models.base import Encoder
 
 METADATA_KEYS = ("mclx_version", "architecture", "encoder_args", "sample_rate", "window_s", "embedding_dim")
-
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def encoder_metadata(encoder: Encoder, training_config: dict[str, Any] | None = None) -> dict[str, str]:
@@ -37,30 +30,6 @@ def encoder_metadata(encoder: Encoder, training_config: dict[str, Any] | None = 
         "embedding_dim": str(spec.embedding_dim),
         "training_config": json.dumps(training_config or {}, sort_keys=True),
     }
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a kill at any instant leaves the old file or the new one."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: str | os.PathLike[str]) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_encoder(

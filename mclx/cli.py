@@ -133,20 +133,15 @@ def info(
     store: Annotated[str, typer.Argument(help="An HDF5 embedding store.")], as_json: Json = False
 ) -> None:
     """Model, settings, counts and failed files of a store."""
-    from mclx.store import read_store
+    from mclx.store import summarize
 
-    data = read_store(store)
-    failed = [(r.path, r.error) for r in data.records if r.status != "ok"]
-    ok = [r for r in data.records if r.status == "ok"]
+    counts = summarize(store)
+    attrs = counts.pop("attrs")
+    failed = [(f["path"], f["error"]) for f in counts["failures"]]
     summary: dict[str, Any] = {
         "store": store,
-        "attrs": {k: v for k, v in data.attrs.items() if not isinstance(v, bytes)},
-        "files": len(data.records),
-        "ok": len(ok),
-        "failed": len(failed),
-        "segments": sum(r.segment_count for r in ok),
-        "audio_s": sum(r.duration_s for r in ok),
-        "failures": [{"path": p, "error": e} for p, e in failed],
+        "attrs": {k: v for k, v in attrs.items() if not isinstance(v, bytes)},
+        **counts,
     }
     if as_json:
         print(json.dumps(summary, default=str))
@@ -160,8 +155,8 @@ def info(
     console.print(Text(store), soft_wrap=True)
     table = Table(show_header=False)
     for key in ("model", "model_sha256", "sample_rate", "window_s", "hop_s", "dim", "level", "precision"):
-        table.add_row(key, Text(str(data.attrs.get(key))))
-    table.add_row("created", str(data.attrs.get("created_utc")))
+        table.add_row(key, Text(str(attrs.get(key))))
+    table.add_row("created", str(attrs.get("created_utc")))
     table.add_row("files", f"{summary['files']} ({summary['ok']} ok, {summary['failed']} failed)")
     table.add_row("segments", str(summary["segments"]))
     table.add_row("audio", f"{summary['audio_s'] / 3600:.2f} h")
@@ -181,8 +176,8 @@ def merge(
     from mclx.store import merge_stores
 
     check_output_writable(output)
-    data = merge_stores(output, stores)
-    _log(f"{output}: {len(data.records)} files from {len(stores)} stores", quiet)
+    files = merge_stores(output, stores)
+    _log(f"{output}: {files} files from {len(stores)} stores", quiet)
 
 
 @app.command()

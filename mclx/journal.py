@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from mclx.checkpoint import atomic_write_bytes
 from mclx.errors import StoreError, UsageError
-from mclx.store import FileRecord, settings_mismatch
+from mclx.fileio import atomic_write_bytes
+from mclx.store import FileRecord, RowRef, settings_mismatch
 
 OVERWRITE_KEY = "journal_replaces_store"
 
@@ -43,7 +43,8 @@ class Journal:
         return bool(previous.get(OVERWRITE_KEY)) and not settings_mismatch(previous, attrs)
 
     def open(self, attrs: dict[str, Any], fresh: bool, overwrite: bool = False) -> list[FileRecord]:
-        """Take the lock and return the records already journaled (none when ``fresh``).
+        """Take the lock and return the records already journaled (none when ``fresh``), as stubs
+        without embeddings whose ``ref`` points at their chunk.
 
         ``overwrite``: this run replaces the old store (recorded, see :meth:`pending_overwrite`)."""
         self.dir.mkdir(exist_ok=True)
@@ -75,17 +76,20 @@ class Journal:
         )
         records: list[FileRecord] = []
         for chunk in chunks:
-            records.extend(_read_chunk(chunk))
+            records.extend(_read_keys(chunk))
             self._next = max(self._next, int(chunk.stem.split("-")[1]) + 1)
         for stale in self.dir.glob(".chunk-*"):
             stale.unlink()
         return records
 
-    def append(self, records: Sequence[FileRecord], dim: int) -> None:
+    def append(self, records: Sequence[FileRecord], dim: int) -> Path | None:
+        """Write ``records`` as the next chunk; returns its path (None when there was nothing)."""
         if not records:
-            return
-        atomic_write_bytes(self.dir / f"chunk-{self._next:08d}.npz", _chunk_bytes(records, dim))
+            return None
+        chunk = self.dir / f"chunk-{self._next:08d}.npz"
+        atomic_write_bytes(chunk, _chunk_bytes(records, dim))
         self._next += 1
+        return chunk
 
     def remove(self) -> None:
         """Delete the journal (the store now holds everything) and release the lock."""
@@ -129,26 +133,44 @@ def _chunk_bytes(records: Sequence[FileRecord], dim: int) -> bytes:
     return buf.getvalue()
 
 
-def _read_chunk(path: Path) -> list[FileRecord]:
+def _read_keys(path: Path) -> list[FileRecord]:
+    """A chunk's rows without their embeddings (only the small ``meta`` array is read)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(z["meta"].tobytes().decode())
+    except Exception as exc:
+        raise _unreadable(path, exc) from None
+    return [_stub(m, RowRef(path, i)) for i, m in enumerate(meta)]
+
+
+def _stub(m: dict[str, Any], ref: RowRef | None = None) -> FileRecord:
+    return FileRecord(
+        m["path"],
+        m["status"],
+        m["error"],
+        m["duration_s"],
+        m["size_bytes"],
+        m["mtime_ns"],
+        m["segment_count"],
+        ref=ref,
+    )
+
+
+def _unreadable(path: Path, exc: Exception) -> StoreError:
+    return StoreError(f"{path}: unreadable journal chunk ({exc}); use --overwrite to start again")
+
+
+def read_chunk(path: Path) -> list[FileRecord]:
+    """A chunk's rows with their embeddings."""
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes().decode())
             glob, segs, starts, ends = z["global_"], z["segments"], z["starts"], z["ends"]
     except Exception as exc:
-        raise StoreError(
-            f"{path}: unreadable journal chunk ({exc}); use --overwrite to start again"
-        ) from None
+        raise _unreadable(path, exc) from None
     records, offset = [], 0
     for i, m in enumerate(meta):
-        rec = FileRecord(
-            m["path"],
-            m["status"],
-            m["error"],
-            m["duration_s"],
-            m["size_bytes"],
-            m["mtime_ns"],
-            m["segment_count"],
-        )
+        rec = _stub(m)
         if rec.status == "ok":
             rec.global_ = glob[i]
         if m["has_segments"]:

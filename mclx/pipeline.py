@@ -2,7 +2,8 @@
 
 Windows from many files are packed into full batches; decoding runs in other processes
 while the encoder works; finished files go to the journal every few seconds and the
-store is built from it at the end, rows in input order.
+store is built from it at the end, rows in input order. Once journaled, a file's embeddings
+leave memory: only its keys stay, to order the store.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from mclx import __version__
 from mclx.errors import Interrupted, MclxError, UsageError
 from mclx.inputs import check_output_writable
 from mclx.journal import Journal
-from mclx.store import FileRecord, read_attrs, read_store, settings_mismatch, write_store
+from mclx.store import FileRecord, RowRef, read_attrs, read_keys, settings_mismatch, write_store
 
 LEVELS = ("global", "segment", "both")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -207,7 +208,8 @@ def embed(
     }
 
     out_path = Path(output)
-    previous: list[FileRecord] = []  # rows that may be reused (same path, size and mtime)
+    # Rows that may be reused (same path, size and mtime): keys only, the embeddings stay on disk.
+    previous: list[FileRecord] = []
     journal = Journal(out_path)
     # An interrupted --overwrite run with these settings is carried on, with or without the flag:
     # its journal is kept, and the old store is still the one being replaced.
@@ -220,7 +222,7 @@ def embed(
                 f"{output}: existing store was made with other settings ({', '.join(bad)}); "
                 "use --overwrite to replace it"
             )
-        previous = read_store(out_path).records
+        previous = read_keys(out_path)
     try:
         try:
             previous += journal.open(
@@ -270,7 +272,7 @@ def embed(
         if not replacing:
             final += [r for r in _latest(previous) if r.path not in current]
         try:
-            write_store(out_path, attrs, final)
+            write_store(out_path, attrs, final)  # streamed from the journal and the earlier store
         except OSError as exc:
             raise MclxError(
                 f"cannot write {output}: {exc.strerror or exc}; the finished files are kept in "
@@ -502,10 +504,13 @@ class _Run:
 
     def _journal(self) -> None:
         try:
-            self.journal.append(self.unjournaled, self.dim)
+            chunk = self.journal.append(self.unjournaled, self.dim)
         except OSError as exc:
             raise MclxError(
                 f"cannot write the journal in {self.journal.dir}: {exc.strerror or exc}; "
                 "what it holds is kept, run the same command again to resume"
             ) from None
+        if chunk is not None:
+            for row, rec in enumerate(self.unjournaled):
+                rec.drop_embeddings(RowRef(chunk, row))
         self.unjournaled = []

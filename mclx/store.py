@@ -1,15 +1,20 @@
 """The HDF5 embedding store (format version 1, see the contract): write, read, merge.
 
-A store is always written whole under a temporary name and renamed into place, so a
-reader never sees a half-written file. Incremental progress lives in the journal.
+A store is always built under a temporary name and renamed into place, so a reader never
+sees a half-written file; it is built by appending bounded slices of rows, read back from
+the journal and from earlier stores, so memory does not grow with the number of files.
+Incremental progress lives in the journal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +39,18 @@ SETTINGS_KEYS = (
 )
 
 
+@dataclass(frozen=True)
+class RowRef:
+    """Where a row's embeddings wait for the final store: row ``row`` of a store or journal chunk."""
+
+    source: Path  # an .h5 store or a journal chunk-*.npz
+    row: int
+
+
+_EMPTY = np.zeros(0)
+_EMPTY.flags.writeable = False
+
+
 @dataclass
 class FileRecord:
     """One input file's row. ``segments`` is (k, D) float32 (None when failed or not kept)."""
@@ -49,6 +66,12 @@ class FileRecord:
     segments: np.ndarray | None = None  # (k, D) float32
     starts: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,) float64 seconds
     ends: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,) float64 seconds
+    ref: RowRef | None = None  # set on a stub whose embeddings wait in a journal chunk or a store
+
+    def drop_embeddings(self, ref: RowRef) -> None:
+        """Keep only the keys: the embeddings now live at ``ref``."""
+        self.ref, self.global_, self.segments = ref, None, None
+        self.starts = self.ends = _EMPTY
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -97,61 +120,333 @@ def _norm(value: Any) -> Any:
     return value
 
 
-def write_store(path: str | os.PathLike[str], attrs: dict[str, Any], records: Sequence[FileRecord]) -> None:
-    """Write a complete store atomically (temporary file, fsync, rename)."""
-    import h5py
+def write_store(path: str | os.PathLike[str], attrs: dict[str, Any], records: Iterable[FileRecord]) -> int:
+    """Write a complete store atomically; returns its number of rows.
 
-    from mclx.checkpoint import fsync_dir
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    level = attrs["level"]
-    dim = int(attrs["dim"])
-    text = h5py.string_dtype("utf-8")
-    counts = np.array([r.segment_count for r in records], dtype=np.int64)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64) if len(records) else counts
+    ``records`` may be stubs whose ``ref`` points at their embeddings in a journal chunk or an
+    earlier store: they are read back a slice at a time, so memory follows a batch of rows,
+    not the length of ``records``. The store is built under a temporary name next to ``path``
+    (resizable, chunked datasets), fsynced and renamed, so ``path`` is never half-written.
+    """
+    reader = RowReader()
     try:
+        with StoreWriter(path, attrs) as writer:
+            batch: list[FileRecord] = []
+            rows = 0
+            for rec in records:
+                full = reader.load(rec)
+                batch.append(full)
+                rows += full.segment_count if full.segments is not None else 0
+                if len(batch) >= BATCH_FILES or rows >= BATCH_SEGMENTS:
+                    writer.append(batch)
+                    batch, rows = [], 0
+            writer.append(batch)
+            writer.commit()
+            return writer.files
+    finally:
+        reader.close()
+
+
+BATCH_FILES = 512  # rows of /files appended at a time
+BATCH_SEGMENTS = 16_384  # rows of /segments appended at a time (roughly)
+CHUNK_BYTES = 1 << 18  # HDF5 chunk size aimed at for 2-D datasets
+
+
+class StoreWriter:
+    """Appends rows to a temporary store with resizable datasets; :meth:`commit` renames it into place.
+
+    Leaving the ``with`` block without a commit removes the temporary file."""
+
+    def __init__(self, path: str | os.PathLike[str], attrs: dict[str, Any]) -> None:
+        import h5py
+
+        self.path = Path(path)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.level = str(attrs["level"])
+        self.dim = int(attrs["dim"])
+        self.files = 0
+        self.segments = 0
         # HDF5 writes through a Python file object: a failing write (disk full, file-size
-        # limit) then raises here instead of crashing inside the C library.
-        with open(tmp, "w+b") as raw, h5py.File(raw, "w") as h:
+        # limit) then raises an OSError here instead of crashing inside the C library.
+        self._raw = _TempFile(self.tmp)
+        with _os_errors():
+            self._h5 = h5py.File(self._raw, "w")
             for key, value in attrs.items():
-                h.attrs[key] = value
-            files = h.create_group("files")
-            files.create_dataset("path", data=_encoded([r.path for r in records]), dtype=text)
-            files.create_dataset("status", data=_encoded([r.status for r in records]), dtype=text)
-            files.create_dataset("error", data=_encoded([r.error for r in records]), dtype=text)
-            files.create_dataset(
-                "duration_s", data=np.array([r.duration_s for r in records], dtype=np.float64)
-            )
-            files.create_dataset("size_bytes", data=np.array([r.size_bytes for r in records], dtype=np.int64))
-            files.create_dataset("mtime_ns", data=np.array([r.mtime_ns for r in records], dtype=np.int64))
-            files.create_dataset("segment_start", data=starts)
-            files.create_dataset("segment_count", data=counts)
-            if level in ("global", "both"):
-                data = StoreData(attrs, list(records)).global_matrix()
-                h.create_dataset("global", data=data.reshape(len(records), dim))
-            if level in ("segment", "both"):
-                seg = h.create_group("segments")
+                self._h5.attrs[key] = value
+            text = h5py.string_dtype("utf-8")
+            for name in ("path", "status", "error"):
+                self._column(f"files/{name}", text)
+            self._column("files/duration_s", np.float64)
+            for name in ("size_bytes", "mtime_ns", "segment_start", "segment_count"):
+                self._column(f"files/{name}", np.int64)
+            if self.level in ("global", "both"):
+                self._matrix("global")
+            if self.level in ("segment", "both"):
+                self._matrix("segments/embedding")
+                self._column("segments/file", np.int64)
+                self._column("segments/start_s", np.float64)
+                self._column("segments/end_s", np.float64)
+
+    def _column(self, name: str, dtype: Any) -> None:
+        self._h5.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(8192,))
+
+    def _matrix(self, name: str) -> None:
+        rows = max(1, CHUNK_BYTES // (4 * self.dim))
+        self._h5.create_dataset(
+            name, shape=(0, self.dim), maxshape=(None, self.dim), dtype=np.float32, chunks=(rows, self.dim)
+        )
+
+    def _extend(self, name: str, values: Any) -> None:
+        ds = self._h5[name]
+        n = len(ds)
+        ds.resize(n + len(values), axis=0)
+        ds[n:] = values
+
+    def append(self, records: Sequence[FileRecord]) -> None:
+        """Append rows (with their embeddings) after the ones already written."""
+        if not records:
+            return
+        counts = np.array([r.segment_count for r in records], dtype=np.int64)
+        first = self.segments + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        with _os_errors():
+            for name in ("path", "status", "error"):
+                self._extend(f"files/{name}", np.array(_encoded([getattr(r, name) for r in records]), object))
+            self._extend("files/duration_s", np.array([r.duration_s for r in records], np.float64))
+            self._extend("files/size_bytes", np.array([r.size_bytes for r in records], np.int64))
+            self._extend("files/mtime_ns", np.array([r.mtime_ns for r in records], np.int64))
+            self._extend("files/segment_start", first)
+            self._extend("files/segment_count", counts)
+            if self.level in ("global", "both"):
+                glob = np.full((len(records), self.dim), np.nan, dtype=np.float32)
+                for i, r in enumerate(records):
+                    if r.global_ is not None:
+                        glob[i] = r.global_
+                self._extend("global", glob)
+            if self.level in ("segment", "both"):
                 emb = [r.segments for r in records if r.segments is not None and len(r.segments)]
-                seg.create_dataset(
-                    "embedding",
-                    data=np.concatenate(emb).astype(np.float32) if emb else np.zeros((0, dim), np.float32),
+                self._extend(
+                    "segments/embedding",
+                    np.concatenate(emb).astype(np.float32) if emb else np.zeros((0, self.dim), np.float32),
                 )
-                seg.create_dataset("file", data=np.repeat(np.arange(len(records), dtype=np.int64), counts))
-                seg.create_dataset("start_s", data=_cat([r.starts for r in records]))
-                seg.create_dataset("end_s", data=_cat([r.ends for r in records]))
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
+                rows = np.arange(self.files, self.files + len(records), dtype=np.int64)
+                self._extend("segments/file", np.repeat(rows, counts))
+                self._extend("segments/start_s", _cat([r.starts for r in records]))
+                self._extend("segments/end_s", _cat([r.ends for r in records]))
+        self._raw.check()
+        self.files += len(records)
+        self.segments += int(counts.sum())
+
+    def commit(self) -> None:
+        """Close, fsync and rename the temporary file into place."""
+        from mclx.fileio import fsync_dir
+
+        with _os_errors():
+            self._h5.close()
+        self._raw.flush()
+        self._raw.check()
+        os.fsync(self._raw.fileno())
+        self._raw.file.close()
+        os.replace(self.tmp, self.path)
+        fsync_dir(self.path.parent)
+
+    def close(self) -> None:
+        """Drop an uncommitted temporary file (a no-op after :meth:`commit`)."""
+        if not self._raw.closed:
+            # The temporary file is thrown away: HDF5's last writes are dropped, so its close
+            # succeeds even after a failed write (see _TempFile).
+            self._raw.error = self._raw.error or OSError("discarded")  # drop the writes to come
+            self._h5.close()
+            with contextlib.suppress(OSError):
+                self._raw.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _TempFile:
+    """The temporary store's file, as HDF5's file-object driver sees it.
+
+    HDF5 does not survive a failed write (disk full, file-size limit): its error paths leave
+    the file half-closed and the interpreter crashes at exit. So a write never fails here: the
+    first OSError is kept, later writes are dropped (the file is thrown away), and the writer
+    raises the error itself (:meth:`check`)."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = open(path, "w+b")  # noqa: SIM115 - closed by StoreWriter
+        self.error: OSError | None = None
+
+    def _guard(self, op: Callable[[], Any], pretend: Any) -> Any:
+        if self.error is None:
+            try:
+                return op()
+            except OSError as exc:
+                self.error = exc
+        return pretend
+
+    def write(self, data: Any) -> int:
+        return int(self._guard(lambda: self.file.write(data), memoryview(data).nbytes))
+
+    def truncate(self, size: int | None = None) -> int:
+        return int(self._guard(lambda: self.file.truncate(size), size if size is not None else 0))
+
+    def flush(self) -> None:
+        self._guard(self.file.flush, None)
+
+    def check(self) -> None:
+        if self.error is not None:
+            raise OSError(self.error.errno, self.error.strerror)
+
+    def __getattr__(self, name: str) -> Any:  # read, readinto, seek, tell, fileno, close, closed
+        return getattr(self.file, name)
+
+
+@contextmanager
+def _os_errors() -> Iterator[None]:
+    """HDF5 reports a failed write of its Python file object as a SystemError/RuntimeError whose
+    cause is the OSError: raise that OSError instead."""
+    try:
+        yield
     except (SystemError, RuntimeError) as exc:
         cause = exc.__cause__ or exc.__context__
         if isinstance(cause, OSError):
             raise OSError(cause.errno, cause.strerror) from None
         raise
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+
+
+class RowReader:
+    """Full rows behind :class:`RowRef` stubs, read in bounded pieces: a few journal chunks and
+    one block of rows per earlier store at a time. Rows are mostly asked for in order, so each
+    piece is read about once."""
+
+    def __init__(self, block: int = 256, chunks: int = 4) -> None:
+        self.block, self.max_chunks = block, chunks
+        self._chunks: OrderedDict[Path, list[FileRecord]] = OrderedDict()
+        self._stores: dict[Path, Any] = {}
+        self._blocks: dict[Path, tuple[int, list[FileRecord]]] = {}
+
+    def load(self, rec: FileRecord) -> FileRecord:
+        """``rec`` itself when it holds its embeddings (no ref), else the full row it points at."""
+        ref = rec.ref
+        if ref is None:
+            return rec
+        if ref.source.suffix == ".npz":
+            return self._chunk(ref.source)[ref.row]
+        start, rows = self._blocks.get(ref.source, (0, []))
+        if not start <= ref.row < start + len(rows):
+            # Read ahead only while rows are asked for in order, doubling up to ``block``: a
+            # resume whose inputs come in another order then reads one row at a time.
+            size = min(2 * len(rows), self.block) if ref.row == start + len(rows) else 1
+            start, rows = ref.row, self._read_block(ref.source, ref.row, size)
+            self._blocks[ref.source] = (start, rows)
+        return rows[ref.row - start]
+
+    def _chunk(self, path: Path) -> list[FileRecord]:
+        from mclx.journal import read_chunk
+
+        if path in self._chunks:
+            self._chunks.move_to_end(path)
+        else:
+            self._chunks[path] = read_chunk(path)
+            if len(self._chunks) > self.max_chunks:
+                self._chunks.popitem(last=False)
+        return self._chunks[path]
+
+    def _read_block(self, path: Path, start: int, size: int) -> list[FileRecord]:
+        import h5py
+
+        h = self._stores.get(path)
+        if h is None:
+            h = self._stores[path] = h5py.File(path, "r")
+        return _rows(h, start, start + max(size, 1))
+
+    def close(self) -> None:
+        for h in self._stores.values():
+            h.close()
+        self._stores.clear()
+        self._blocks.clear()
+        self._chunks.clear()
+
+
+def _rows(h: Any, lo: int, hi: int) -> list[FileRecord]:
+    """Rows ``lo:hi`` of an open store, with their embeddings."""
+    f = h["files"]
+    paths, status, error = (_strings(f[name], lo, hi) for name in ("path", "status", "error"))
+    duration, size, mtime = f["duration_s"][lo:hi], f["size_bytes"][lo:hi], f["mtime_ns"][lo:hi]
+    seg_start, seg_count = f["segment_start"][lo:hi], f["segment_count"][lo:hi]
+    glob = h["global"][lo:hi] if "global" in h else None
+    seg_emb = seg_s = seg_e = None
+    base = 0
+    if "segments" in h and len(paths):
+        base, top = int(seg_start[0]), int(seg_start[-1] + seg_count[-1])
+        s = h["segments"]
+        seg_emb, seg_s, seg_e = s["embedding"][base:top], s["start_s"][base:top], s["end_s"][base:top]
+    records = []
+    for i, p in enumerate(paths):
+        a, n = int(seg_start[i]) - base, int(seg_count[i])
+        rec = FileRecord(p, status[i], error[i], float(duration[i]), int(size[i]), int(mtime[i]), n)
+        if status[i] == "ok":
+            if glob is not None:
+                rec.global_ = glob[i]
+            if seg_emb is not None and seg_s is not None and seg_e is not None:
+                rec.segments, rec.starts, rec.ends = seg_emb[a : a + n], seg_s[a : a + n], seg_e[a : a + n]
+        records.append(rec)
+    return records
+
+
+def read_keys(path: str | os.PathLike[str]) -> list[FileRecord]:
+    """The rows of a store without embeddings: stubs whose ``ref`` points back at the store."""
+    import h5py
+
+    with h5py.File(path, "r") as h:
+        f = h["files"]
+        paths, status, error = _strings(f["path"]), _strings(f["status"]), _strings(f["error"])
+        duration, size, mtime = f["duration_s"][()], f["size_bytes"][()], f["mtime_ns"][()]
+        count = f["segment_count"][()]
+    source = Path(path)
+    return [
+        FileRecord(
+            p,
+            status[i],
+            error[i],
+            float(duration[i]),
+            int(size[i]),
+            int(mtime[i]),
+            int(count[i]),
+            ref=RowRef(source, i),
+        )
+        for i, p in enumerate(paths)
+    ]
+
+
+def summarize(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Attributes and counts of a store, read from ``/files`` only (no embeddings)."""
+    import h5py
+
+    attrs = read_attrs(path)
+    with h5py.File(path, "r") as h:
+        f = h["files"]
+        status = np.array(_strings(f["status"]), dtype=object)
+        ok = status == "ok"
+        count, duration = f["segment_count"][()], f["duration_s"][()]
+        failed = np.flatnonzero(~ok)
+        if len(failed):
+            paths, errors = _strings(f["path"]), _strings(f["error"])
+            failures = [{"path": paths[i], "error": errors[i]} for i in failed]
+        else:
+            failures = []
+    return {
+        "attrs": attrs,
+        "files": len(status),
+        "ok": int(ok.sum()),
+        "failed": len(failed),
+        "segments": int(count[ok].sum()),
+        "audio_s": float(duration[ok].sum()),
+        "failures": failures,
+    }
 
 
 def _cat(arrays: list[np.ndarray]) -> np.ndarray:
@@ -163,8 +458,8 @@ def _encoded(texts: list[str]) -> list[bytes]:
     return [t.encode("utf-8", "surrogateescape") for t in texts]
 
 
-def _strings(ds: Any) -> list[str]:
-    return [s.decode("utf-8", "surrogateescape") if isinstance(s, bytes) else str(s) for s in ds[()]]
+def _strings(ds: Any, lo: int = 0, hi: int | None = None) -> list[str]:
+    return [s.decode("utf-8", "surrogateescape") if isinstance(s, bytes) else str(s) for s in ds[lo:hi]]
 
 
 def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -215,27 +510,35 @@ def read_store(path: str | os.PathLike[str]) -> StoreData:
     return StoreData(attrs, records)
 
 
-def merge_stores(output: str, inputs: Iterable[str]) -> StoreData:
-    """Join shard stores made with identical settings into ``output``.
+def merge_stores(output: str, inputs: Iterable[str]) -> int:
+    """Join shard stores made with identical settings into ``output``; returns its number of rows.
 
-    Rows are merged by path, keeping each shard's own order: for shards of one run over
-    directories (sorted listing) the result equals the single run's store.
+    Each shard keeps its own order, and shards are interleaved in the order a directory walk
+    lists paths (a folder's files, sorted, before its subfolders, sorted): for shards of one run
+    over directories the result equals the single run's store. A path in several shards keeps
+    its first ``ok`` row. Rows are streamed from the shards, a slice at a time.
     """
     inputs = list(inputs)
-    stores = [read_store(p) for p in inputs]
-    if not stores:
+    if not inputs:
         raise StoreError("merge: no input stores")
-    first = stores[0].attrs
-    for path, store in zip(inputs, stores, strict=True):
-        bad = settings_mismatch(first, store.attrs)
+    first = read_attrs(inputs[0])
+    shards = []
+    for path in inputs:
+        bad = settings_mismatch(first, read_attrs(path))
         if bad:
             raise StoreError(f"merge: {path} was made with different settings ({', '.join(bad)})")
+        shards.append(read_keys(path))
     merged: dict[str, FileRecord] = {}
-    for rec in heapq.merge(*[s.records for s in stores], key=lambda r: r.path):
+    for rec in heapq.merge(*shards, key=lambda r: walk_order(r.path)):
         if rec.path not in merged or merged[rec.path].status != "ok":
             merged[rec.path] = rec
     attrs = dict(first)
     attrs["argv"] = json.dumps(["merge", output, *[str(p) for p in inputs]])
-    data = StoreData(attrs, list(merged.values()))
-    write_store(output, attrs, data.records)
-    return data
+    return write_store(output, attrs, merged.values())
+
+
+def walk_order(path: str) -> tuple[tuple[int, str], ...]:
+    """Sort key that lists paths as ``inputs.walk_audio`` does: in each folder its files (sorted)
+    come before its subfolders (sorted)."""
+    *folders, name = path.split(os.sep)
+    return (*((1, f) for f in folders), (0, name))

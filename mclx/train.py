@@ -29,10 +29,11 @@ from torch import Tensor, nn
 from mclx import losses
 from mclx.audio import one_line
 from mclx.augment import augment
-from mclx.checkpoint import atomic_write_bytes, save_encoder
+from mclx.checkpoint import save_encoder
 from mclx.config import Config, load_config, to_toml
 from mclx.distributed import Rank, any_rank, gather, init_from_env, mean_over_ranks, same_on_every_rank
 from mclx.errors import ConfigError, Interrupted, MclxError, TrainingDiverged, UsageError, WeightsError
+from mclx.fileio import atomic_write_bytes
 from mclx.labels import build_labels, check_labels_match, read_label_rows
 from mclx.models import Encoder, build_encoder
 from mclx.traindata import TrackCache, build_cache, cache_root, list_audio

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from mclx.audio import one_line
-from mclx.checkpoint import atomic_write_bytes
 from mclx.config import Config, expand_path
 from mclx.errors import ConfigError, DecodeError, UsageError
+from mclx.fileio import atomic_write_bytes
 from mclx.inputs import AUDIO_EXTENSIONS, walk_audio
 
 FORMAT = 1

@@ -277,3 +277,26 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(write_audio: WriteAudio
     assert json.loads(resumed.stdout)["skipped"] > 0
     assert_same_store(tmp_path / "ref.h5", out)
     assert not journal.exists()
+
+
+def test_shards_of_nested_folders_merged_equal_a_single_run(write_audio: WriteAudio, tmp_path: Path) -> None:
+    # os.walk lists a folder's files before its subfolders: "b/x" comes before "a/sub/y" is false,
+    # "top.wav" comes after "a/..." in walk order but "a/" sorts first by name, and so on.
+    audio = tmp_path / "audio"
+    names = ["z.wav", "a/y.wav", "a/b/x.wav", "a/b/c/w.wav", "a/d.wav", "m/n.wav", "b.wav", "m/a/k.wav"]
+    for i, name in enumerate(names):
+        write_audio(name, seconds=1.0 + 0.3 * i, freq=200 + 70 * i, directory=audio)
+    src = str(audio)
+    single = run_cli("embed", src, str(tmp_path / "all.h5"), "--model", "mfcc", "--level", "both", "-q")
+    assert single.returncode == 0, single.stderr
+    shards = []
+    for i in range(2):
+        out = str(tmp_path / f"s{i}.h5")
+        r = run_cli("embed", src, out, "--model", "mfcc", "--level", "both", "--shard", f"{i}/2", "-q")
+        assert r.returncode == 0, r.stderr
+        shards.append(out)
+    assert all(0 < len(read_store(s).records) < len(names) for s in shards)
+    merged = run_cli("merge", str(tmp_path / "merged.h5"), *shards, "-q")
+    assert merged.returncode == 0, merged.stderr
+    assert read_store(tmp_path / "merged.h5").paths == read_store(tmp_path / "all.h5").paths
+    assert_same_store(tmp_path / "all.h5", tmp_path / "merged.h5")

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from mclx.checkpoint import load_encoder, read_metadata, save_encoder, sha256_file
+from mclx.checkpoint import load_encoder, read_metadata, save_encoder
 from mclx.errors import UsageError, WeightsError
+from mclx.fileio import sha256_file
 from mclx.models import build_encoder, load_model
 from mclx.models.registry import verify_bundled
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mclx.errors import ConfigError, UsageError, WeightsError
+from mclx.fileio import sha256_file
 from mclx.models.base import Encoder
 from mclx.models.melcnn import MelCNN
 from mclx.models.mfcc import MFCCEncoder
@@ -63,8 +64,6 @@ def model_names(manifest_path: Path = MANIFEST_PATH) -> list[str]:
 
 def verify_bundled(manifest_path: Path = MANIFEST_PATH) -> list[tuple[str, bool, str]]:
     """(name, ok, message) for every bundled weight file."""
-    from mclx.checkpoint import sha256_file
-
     rows = []
     for entry in read_manifest(manifest_path)["models"]:
         file = PACKAGE_DIR / entry["file"]

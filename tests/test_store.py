@@ -1,0 +1,118 @@
+"""The HDF5 store at scale: info from counts alone, resumes that read only keys, bounded memory."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from mclx.cli import app
+
+from .test_embed import settings
+
+
+@pytest.fixture
+def reads(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Names of the HDF5 datasets sliced while the test runs."""
+    seen: list[str] = []
+    original = h5py.Dataset.__getitem__
+
+    def spy(self, args, new_dtype=None):  # type: ignore[no-untyped-def]
+        seen.append(self.name)
+        return original(self, args, new_dtype)
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", spy)
+    yield seen
+
+
+def write_contract_store(path: Path, files: int, segments_per_file: int, dim: int = 4) -> None:
+    """A format-1 store written directly with h5py: every 10th file failed, the rest ok."""
+    text = h5py.string_dtype("utf-8")
+    status = np.array(["failed" if i % 10 == 9 else "ok" for i in range(files)], dtype=object)
+    counts = np.where(status == "ok", segments_per_file, 0).astype(np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    rows = int(counts.sum())
+    with h5py.File(path, "w") as h:
+        attrs = {
+            "format": "mclx-embeddings", "format_version": 1, "mclx_version": "0", "model": "mfcc",
+            "model_sha256": "x", "model_config": "{}", "sample_rate": 16000, "window_s": 3.0,
+            "hop_s": 3.0, "dim": dim, "level": "both", "pooling": "mean", "precision": "fp32",
+            "created_utc": "2026-01-01T00:00:00+00:00", "argv": "[]",
+        }  # fmt: skip
+        h.attrs.update(attrs)
+        f = h.create_group("files")
+        f.create_dataset("path", data=[f"d/{i:06d}.wav" for i in range(files)], dtype=text)
+        f.create_dataset("status", data=list(status), dtype=text)
+        f.create_dataset("error", data=["bad" if s == "failed" else "" for s in status], dtype=text)
+        f.create_dataset("duration_s", data=np.where(status == "ok", 3.0 * segments_per_file, np.nan))
+        f.create_dataset("size_bytes", data=np.arange(files, dtype=np.int64))
+        f.create_dataset("mtime_ns", data=np.arange(files, dtype=np.int64))
+        f.create_dataset("segment_start", data=starts)
+        f.create_dataset("segment_count", data=counts)
+        h.create_dataset("global", data=np.zeros((files, dim), np.float32))
+        s = h.create_group("segments")
+        s.create_dataset("embedding", data=np.zeros((rows, dim), np.float32))
+        s.create_dataset("file", data=np.repeat(np.arange(files, dtype=np.int64), counts))
+        s.create_dataset("start_s", data=np.zeros(rows))
+        s.create_dataset("end_s", data=np.zeros(rows))
+
+
+def test_info_counts_a_million_segment_rows_without_reading_embeddings(
+    tmp_path: Path, reads: list[str]
+) -> None:
+    store = tmp_path / "big.h5"
+    write_contract_store(store, files=10_000, segments_per_file=111)  # 9,000 ok: 999,000 rows
+    reads.clear()
+    result = CliRunner().invoke(app, ["info", str(store), "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert (info["files"], info["ok"], info["failed"]) == (10_000, 9_000, 1_000)
+    assert info["segments"] == 999_000
+    assert info["audio_s"] == pytest.approx(9_000 * 333.0)
+    assert info["failures"][0] == {"path": "d/000009.wav", "error": "bad"}
+    assert len(info["failures"]) == 1_000
+    assert not {"/global", "/segments/embedding", "/segments/start_s", "/segments/end_s"} & set(reads)
+
+
+def test_a_resume_reads_only_the_keys_of_the_earlier_store(
+    write_audio, tmp_path: Path, reads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mclx import pipeline
+
+    files = [str(write_audio(f"{i}.wav", seconds=2.0, freq=200 + 50 * i)) for i in range(4)]
+    out = str(tmp_path / "o.h5")
+    pipeline.embed(files[:3], out, settings(level="both"))
+    before_loop: list[str] = []
+    loop = pipeline._Run.loop
+    monkeypatch.setattr(
+        pipeline._Run, "loop", lambda self, *a: (before_loop.extend(reads), loop(self, *a))[1]
+    )
+    reads.clear()
+    summary = pipeline.embed(files, out, settings(level="both"))
+    assert (summary.skipped, summary.ok) == (3, 4)
+    assert before_loop, "the earlier store was not read at all: the spy proves nothing"
+    assert not {"/global", "/segments/embedding"} & set(before_loop)
+
+
+def test_finished_files_leave_memory_once_journaled(
+    write_audio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mclx import pipeline
+
+    files = [str(write_audio(f"{i}.wav", seconds=2.0, freq=200 + 50 * i)) for i in range(6)]
+    held: list[int] = []
+    journal = pipeline._Run._journal
+
+    def check(self):  # type: ignore[no-untyped-def]
+        journal(self)
+        held.append(sum(r is not None and r.segments is not None for r in self.records))
+
+    monkeypatch.setattr(pipeline._Run, "_journal", check)
+    summary = pipeline.embed(files, str(tmp_path / "o.h5"), settings(level="both", batch_size=1))
+    assert summary.ok == 6 and held
+    assert max(held) == 0
