@@ -127,8 +127,8 @@ def bench_model(
     """Wall seconds for the encoder alone on as many windows as the files produce."""
     import torch
 
+    from mclx.devices import resolve_device, resolve_precision
     from mclx.models.registry import load_model
-    from mclx.pipeline import resolve_device, resolve_precision
     from mclx.windows import window_starts
 
     dev = resolve_device(device)
@@ -160,8 +160,8 @@ def bench_naive(paths: list[str], model: str, device: str, out: Path) -> float:
     import torchaudio
 
     from mclx.audio import mix_weights
+    from mclx.devices import resolve_device
     from mclx.models.registry import load_model
-    from mclx.pipeline import resolve_device
     from mclx.windows import window_starts
 
     dev = resolve_device(device)
@@ -200,8 +200,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from mclx.decoders import default_workers
+    from mclx.devices import resolve_device
     from mclx.inputs import walk_audio
-    from mclx.pipeline import EmbedSettings, embed, resolve_device
+    from mclx.pipeline import EmbedSettings, embed
 
     dev = resolve_device(args.device)
     workers = args.workers or default_workers(dev.type)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -82,12 +83,25 @@ def embed(
     """Embed audio into an HDF5 store (resumable, fault-tolerant, shardable)."""
     from collections import Counter
 
-    from mclx.inputs import check_output_writable, expand_inputs, parse_shard, select_shard, skipped_summary
+    from mclx.inputs import (
+        check_output_writable,
+        expand_inputs,
+        parse_shard,
+        select_shard,
+        shard_store_path,
+        skipped_summary,
+        torchrun_job,
+    )
     from mclx.pipeline import EmbedSettings
     from mclx.pipeline import embed as run_embed
 
     check_output_writable(output)
-    shard_spec = parse_shard(shard)
+    # Under torchrun each rank embeds its shard into a store of its own; rank 0 merges them.
+    job = torchrun_job() if shard is None else None
+    shard_spec = job or parse_shard(shard)
+    target = shard_store_path(output, *job) if job else output
+    if job:
+        Path(target).parent.mkdir(exist_ok=True)
     skipped: Counter[str] = Counter()
     every = expand_inputs(inputs, null=null, skipped=skipped)
     note = skipped_summary(skipped)
@@ -112,11 +126,17 @@ def embed(
         fail_fast=fail_fast,
         quiet=quiet,
     )
-    summary = run_embed(files, output, settings, argv=sys.argv[1:])
+    summary = run_embed(files, target, settings, argv=sys.argv[1:])
+    if job:
+        from mclx.distributed import merge_after_barrier
+
+        rows = merge_after_barrier(output, *job)
+        if rows is not None:
+            _log(f"{output}: merged {rows} files from {job[1]} rank stores in {Path(target).parent}", quiet)
     if as_json:
         print(json.dumps(summary.as_json()))
     _log(
-        f"{output}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already done; "
+        f"{target}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already done; "
         f"{summary.audio_s / 3600:.2f} h audio in {summary.wall_s:.1f} s ({summary.xrt:.0f}x realtime)",
         quiet,
     )

@@ -253,6 +253,7 @@ class DecoderPool:
 
 
 def default_workers(device_type: str) -> int:
-    cores = os.cpu_count() or 1
+    # Under torchrun the ranks on one machine share its cores.
+    cores = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     # The decoders also resample when asked; they idle (back-pressure) when the encoder is slower.
     return min(16, cores)

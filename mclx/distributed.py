@@ -77,3 +77,23 @@ def mean_over_ranks(x: Tensor) -> Tensor:
     x = x.clone()
     dist.all_reduce(x)
     return x / dist.get_world_size()
+
+
+def merge_after_barrier(output: str, rank: int, world: int) -> int | None:
+    """Each rank of a torchrun embed calls this after writing its shard store; rank 0 then merges
+    the shard stores into ``output`` (returns its rows) while the others wait, so that the job
+    ends with one store. A gloo group is enough: only barriers go through it."""
+    from mclx.inputs import shard_store_path
+    from mclx.store import merge_stores
+
+    if not dist.is_initialized():
+        dist.init_process_group("gloo")
+    rows = None
+    try:
+        dist.barrier()  # every shard store is complete
+        if rank == 0:
+            rows = merge_stores(output, [shard_store_path(output, r, world) for r in range(world)])
+    finally:
+        dist.barrier()  # nobody leaves before the merge (or its failure)
+        dist.destroy_process_group()
+    return rows

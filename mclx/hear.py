@@ -60,7 +60,7 @@ class HearModel(nn.Module):
 
 def load_model(model_file_path: str = "", hop_s: float = DEFAULT_HOP_S) -> HearModel:
     """The model of ``model_file_path`` (a checkpoint, a model name, or "" for the default model)."""
-    from mclx.pipeline import resolve_device
+    from mclx.devices import resolve_device
 
     return HearModel(_load(model_file_path or None).encoder, hop_s).to(resolve_device("auto"))
 

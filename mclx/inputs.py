@@ -100,12 +100,9 @@ def path_shard(path: str, num_shards: int) -> int:
 
 
 def parse_shard(spec: str | None) -> tuple[int, int] | None:
-    """'I/N' (0 <= I < N) -> (I, N); without a flag, RANK/WORLD_SIZE from torchrun if set."""
+    """'I/N' (0 <= I < N) -> (I, N); None without a flag (RANK/WORLD_SIZE alone shard nothing)."""
     if spec is None:
-        rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
-        if rank is None or world is None:
-            return None
-        spec = f"{rank}/{world}"
+        return None
     try:
         index_s, count_s = spec.split("/")
         index, count = int(index_s), int(count_s)
@@ -114,6 +111,24 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     if count < 1 or not 0 <= index < count:
         raise UsageError(f"--shard {spec}: need 0 <= I < N")
     return index, count
+
+
+def torchrun_job() -> tuple[int, int] | None:
+    """(rank, world size) when torchrun started this process among several, else None.
+
+    torchrun's agent sets TORCHELASTIC_RUN_ID; a cluster that merely exports RANK and
+    WORLD_SIZE (SLURM wrappers, MPI launchers) does not make `mclx embed` shard.
+    """
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return None
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
+
+
+def shard_store_path(output: str, rank: int, world: int) -> str:
+    """Where rank ``rank`` of a torchrun embed writes: OUTPUT.h5.shards/rank-R-of-N.h5."""
+    out = Path(output)
+    return str(out.with_name(out.name + ".shards") / f"rank-{rank}-of-{world}.h5")
 
 
 def select_shard(files: list[str], shard: tuple[int, int] | None) -> list[str]:

@@ -24,13 +24,13 @@ from typing import Any
 import numpy as np
 
 from mclx import __version__
+from mclx.devices import autocast_dtype, resolve_device, resolve_precision
 from mclx.errors import Interrupted, MclxError, UsageError
 from mclx.inputs import check_output_writable
 from mclx.journal import Journal
 from mclx.store import FileRecord, RowRef, read_attrs, read_keys, settings_mismatch, write_store
 
 LEVELS = ("global", "segment", "both")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 RESAMPLE_IN = ("auto", "decoders", "encoder")
 JOURNAL_EVERY_S = float(os.environ.get("MCLX_JOURNAL_EVERY_S", "2.0"))  # tests shorten it
 
@@ -81,30 +81,6 @@ class EmbedSummary:
             "x_realtime": round(self.xrt, 1),
             "failures": [{"path": p, "error": e} for p, e in self.failures],
         }
-
-
-def resolve_device(device: str) -> Any:
-    import torch
-
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available on this machine")
-    if dev.type not in ("cpu", "cuda"):
-        raise UsageError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
-    return dev
-
-
-def resolve_precision(precision: str, device_type: str) -> str:
-    if precision not in PRECISIONS:
-        raise UsageError(f"--precision {precision}: expected one of {', '.join(PRECISIONS)}")
-    if precision == "auto":
-        return "bf16" if device_type == "cuda" else "fp32"
-    return precision
 
 
 @dataclass
@@ -343,6 +319,10 @@ class _Run:
         self.keep_segments = settings.level in ("segment", "both")
         self.active: dict[int, _Active] = {}
         self.pending: list[tuple[_Active, Any]] = []  # (file, (window,) tensor)
+        # Launched batches whose embeddings are not taken in yet: (files of the rows, (B, D), event)
+        self.inflight: list[tuple[list[_Active], Any, Any]] = []
+        self._pinned: dict[tuple[int, tuple[int, ...]], Any] = {}
+        self._flip = 0
         self.unjournaled: list[FileRecord] = []
         self.finished = 0
         self.stopped_by_signal = False
@@ -376,7 +356,7 @@ class _Run:
         timeout = self.settings.decode_timeout_s
         pool = DecoderPool(self.files, self.todo, workers, timeout_s=timeout, resample_to=resample_to)
         try:
-            while pool.busy or self.pending:
+            while pool.busy or self.pending or self.inflight:
                 if caught:
                     self.stopped_by_signal = True
                     break
@@ -385,7 +365,8 @@ class _Run:
                         _share_cores(pool, workers)
                     self._forward()
                 else:
-                    for event in pool.poll(timeout=0.2):
+                    self._drain()  # waiting for decoders anyway: take in the last batch first
+                    for event in pool.poll(timeout=0.2) if pool.busy else []:
                         self._handle(event)
                 if self.settings.fail_fast and self.summary.failed:
                     self.stopped_early = True
@@ -443,27 +424,59 @@ class _Run:
         self.pending.extend((state, c) for c in chunks)
 
     def _forward(self) -> None:
+        """Launch the encoder on the next batch, then take in the results of the one before.
+
+        The batch is stacked in one call (no per-row copies), and on CUDA its embeddings come
+        back through a pinned buffer with a non-blocking copy, read only after the next batch
+        has been launched, so the device never waits for the host. The CPU runs the same code.
+        """
         import torch
 
         batch, self.pending = self.pending[: self.batch_size], self.pending[self.batch_size :]
-        x = torch.zeros(self.batch_size, self.window, device=self.device)
-        # Always a full batch (zero rows pad the last one): the same shapes every time keep
-        # each row's result independent of which other windows share its batch.
-        for row, (_, chunk) in enumerate(batch):
-            x[row] = chunk
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        x = torch.stack([chunk for _, chunk in batch])
+        if len(batch) < self.batch_size:
+            # Always a full batch (zero rows pad the last one): the same shapes every time keep
+            # each row's result independent of which other windows share its batch.
+            x = torch.cat([x, x.new_zeros(self.batch_size - len(batch), self.window)])
+        dtype = autocast_dtype(self.precision)
         with (
             torch.inference_mode(),
             torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
         ):
-            out = self.encoder(x)
-        emb = out.float().cpu().numpy()
-        for row, (state, _) in enumerate(batch):
-            if state.index not in self.active:
-                continue
-            state.embeddings.append(emb[row])
-            if state.complete:
-                self._complete(state)
+            out = self.encoder(x).float()
+        if self.device.type == "cuda":
+            host = self._host_buffer(out.shape)
+            host.copy_(out, non_blocking=True)
+            done = torch.cuda.Event()
+            done.record()
+            self.inflight.append(([state for state, _ in batch], host, done))
+        else:
+            self.inflight.append(([state for state, _ in batch], out, None))
+        self._drain(keep=1)
+
+    def _host_buffer(self, shape: Any) -> Any:
+        """One of two pinned (batch, D) buffers, in turn: at most two batches are in flight."""
+        import torch
+
+        self._flip = 1 - self._flip
+        key = (self._flip, tuple(shape))
+        if key not in self._pinned:
+            self._pinned[key] = torch.empty(tuple(shape), dtype=torch.float32, pin_memory=True)
+        return self._pinned[key]
+
+    def _drain(self, keep: int = 0) -> None:
+        """Hand the embeddings of all but the newest ``keep`` in-flight batches to their files."""
+        while len(self.inflight) > keep:
+            states, host, done = self.inflight.pop(0)
+            if done is not None:
+                done.synchronize()
+            emb = host.numpy().copy()  # the pinned buffer is reused two batches later
+            for row, state in enumerate(states):
+                if state.index not in self.active:
+                    continue
+                state.embeddings.append(emb[row])
+                if state.complete:
+                    self._complete(state)
 
     def _complete(self, state: _Active) -> None:
         del self.active[state.index]

@@ -31,6 +31,7 @@ from mclx.audio import one_line
 from mclx.augment import augment
 from mclx.checkpoint import save_encoder
 from mclx.config import Config, load_config, to_toml
+from mclx.devices import resolve_device, resolve_precision
 from mclx.distributed import Rank, any_rank, gather, init_from_env, mean_over_ranks, same_on_every_rank
 from mclx.errors import ConfigError, Interrupted, MclxError, TrainingDiverged, UsageError, WeightsError
 from mclx.fileio import atomic_write_bytes
@@ -182,9 +183,7 @@ def target_matrix(config: Config, tracks: Tensor, labels: Tensor | None, n_views
 
 
 def _device(config: Config, rank: Rank) -> torch.device:
-    if config.train.device == "auto":
-        return torch.device(f"cuda:{rank.local}" if torch.cuda.is_available() else "cpu")
-    return torch.device(config.train.device)
+    return resolve_device(config.train.device, rank.local, flag="train.device")
 
 
 def run_training(
@@ -235,6 +234,10 @@ def run_training(
             ) from None
         if rank.main and cache.skipped:
             _warn_skipped(cache.skipped)
+        if rank.main and not quiet:
+            size = 2 * int(cache.lengths.sum())
+            print(f"mclx train: {len(cache.paths)} tracks, {size / 2**30:.2f} GiB of {rate} Hz audio in the "
+                  f"cache {cache_root(config, base) / f'{rate}hz'}", file=sys.stderr)  # fmt: skip
         if len(cache.lengths) < 2:
             raise ConfigError(f"data.audio: fewer than two usable tracks ({len(cache.skipped)} skipped)")
         if not same_on_every_rank(hashlib.sha1("\n".join(cache.paths).encode()).hexdigest()):
@@ -267,8 +270,7 @@ def run_training(
                 model, device_ids=[device.index] if device.type == "cuda" else None
             )
         forward = torch.compile(net) if config.train.compile else net
-        precision = config.train.precision
-        amp = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+        amp = resolve_precision(config.train.precision, device.type) == "bf16"
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True

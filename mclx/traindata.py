@@ -34,7 +34,7 @@ from mclx.fileio import atomic_write_bytes
 from mclx.inputs import AUDIO_EXTENSIONS, walk_audio
 
 FORMAT = 1
-CHUNK_BYTES = 1 << 30
+CHUNK_BYTES = 1 << 28  # a kill loses at most this much decoded audio (2.3 h at 16 kHz)
 IN_PROCESS_BYTES = 32 << 20  # less to decode than this: no decoder processes (they take seconds to start)
 
 Key = tuple[str, int, int]  # (absolute path, size, mtime_ns)

@@ -95,3 +95,43 @@ def test_training_on_two_ranks_keeps_them_in_step(tmp_path: Path, write_audio: W
         assert torch.equal(a[key], b[key]), key
     assert [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()] == [2, 4]
     assert (out / "encoder.safetensors").exists()
+
+
+def test_torchrun_embed_ends_with_one_store_equal_to_a_single_run(
+    tmp_path: Path, write_audio: WriteAudio
+) -> None:
+    import subprocess
+    import sys
+
+    from .test_embed import assert_same_store, run_cli
+
+    for i in range(6):
+        write_audio(f"{'sub/' if i % 2 else ''}t{i}.wav", seconds=1.5 + 0.5 * i, rate=16000, seed=i)
+    single = run_cli("embed", str(tmp_path / "audio"), str(tmp_path / "single.h5"), "--model", "mfcc", "-q")
+    assert single.returncode == 0, single.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
+           "-m", "mclx", "embed", str(tmp_path / "audio"), str(tmp_path / "out.h5"), "--model", "mfcc",
+           "--workers", "1", "-q"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    shards = sorted(p.name for p in (tmp_path / "out.h5.shards").iterdir() if p.suffix == ".h5")
+    assert shards == ["rank-0-of-2.h5", "rank-1-of-2.h5"]
+    assert_same_store(tmp_path / "out.h5", tmp_path / "single.h5")
+
+
+def test_rank_variables_alone_do_not_shard_an_embed_run(tmp_path: Path, write_audio: WriteAudio) -> None:
+    from .test_embed import run_cli
+
+    for i in range(4):
+        write_audio(f"t{i}.wav", seconds=1.0, rate=16000, seed=i)
+    os.environ.update(RANK="1", WORLD_SIZE="4")  # a cluster's launcher, not torchrun
+    try:
+        proc = run_cli("embed", str(tmp_path / "audio"), str(tmp_path / "o.h5"), "--model", "mfcc", "--json")
+    finally:
+        del os.environ["RANK"], os.environ["WORLD_SIZE"]
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["files"] == 4

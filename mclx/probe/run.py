@@ -67,8 +67,8 @@ def run_probe(
 
     ``model`` and ``embeddings`` may name several feature sets; each is compared with the
     baseline, and ``compare`` adds pairs (a, b) of feature names (a minus b)."""
+    from mclx.devices import resolve_device
     from mclx.models.registry import default_model_name
-    from mclx.pipeline import resolve_device
 
     models = [model] if isinstance(model, str) else list(model or [])
     stores = [embeddings] if isinstance(embeddings, str) else list(embeddings or [])
@@ -355,8 +355,9 @@ def _embedded(
 ) -> Features:  # fmt: skip
     """Embed the task's clips with ``name`` through the `mclx embed` pipeline, cached in a store
     next to the results (or in the user cache without --out) so that a second run resumes it."""
+    from mclx.devices import resolve_device, resolve_precision
     from mclx.models.registry import load_model
-    from mclx.pipeline import EmbedSettings, embed, resolve_device, resolve_precision
+    from mclx.pipeline import EmbedSettings, embed
     from mclx.store import read_attrs
 
     cache = _cache_path(name, t, out)
