@@ -128,26 +128,43 @@ def _stat(path: str) -> tuple[int, int, str]:
     return st.st_size, st.st_mtime_ns, ""
 
 
-def embed(
-    files: Sequence[str],
-    output: str,
-    settings: EmbedSettings = EmbedSettings(),
-    argv: Sequence[str] | None = None,
-    on_progress: Callable[[EmbedSummary], None] | None = None,
-) -> EmbedSummary:
-    """Embed ``files`` into the store ``output``, resuming whatever an earlier run left.
+@dataclass(frozen=True)
+class EmbedPlan:
+    """An embed run's settings resolved and validated once, before any work.
 
-    Raises UsageError before any work for bad settings or an unwritable output,
-    StoreError for a store made with other settings, Interrupted on SIGINT/SIGTERM.
+    Window and hop are in samples at the model's rate; ``resample_to`` is the rate the
+    decoders resample to (None: the encoder's device resamples); ``attrs`` are the store's
+    root attributes, which a resumed store must match.
     """
+
+    settings: EmbedSettings
+    encoder: Any  # the model, on ``device``, in eval mode
+    device: Any  # torch.device
+    precision: str  # fp32 | bf16 | fp16
+    rate: int
+    window: int
+    hop: int
+    batch_size: int
+    workers: int
+    resample_to: int | None
+    attrs: dict[str, Any]
+
+    @property
+    def keep_segments(self) -> bool:
+        return self.settings.level in ("segment", "both")
+
+
+def make_plan(settings: EmbedSettings, argv: Sequence[str] | None = None) -> EmbedPlan:
+    """Resolve ``settings`` (device, precision, model, window, hop, batch, decoders); UsageError if bad."""
+    from mclx.decoders import default_workers
     from mclx.models.registry import load_model
 
-    started = time.monotonic()
     if settings.level not in LEVELS:
         raise UsageError(f"--level {settings.level}: expected one of {', '.join(LEVELS)}")
     if settings.resample_in not in RESAMPLE_IN:
         raise UsageError(f"--resample-in {settings.resample_in}: expected one of {', '.join(RESAMPLE_IN)}")
-    check_output_writable(output)
+    if settings.workers is not None and settings.workers < 1:
+        raise UsageError("--workers must be at least 1")
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device.type)
     loaded = load_model(settings.model)
@@ -165,6 +182,11 @@ def embed(
     batch_size = settings.batch_size or (256 if device.type == "cuda" else 32)
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
+    # By default resampling is spread over the decoder processes on the CPU and runs on the GPU
+    # there; either way can be chosen on any device (the tests run both on the CPU).
+    where = settings.resample_in
+    if where == "auto":
+        where = "decoders" if device.type == "cpu" else "encoder"
     attrs: dict[str, Any] = {
         "format": "mclx-embeddings",
         "format_version": 1,
@@ -182,6 +204,38 @@ def embed(
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "argv": json.dumps(list(argv) if argv is not None else []),
     }
+    return EmbedPlan(
+        settings=settings,
+        encoder=encoder,
+        device=device,
+        precision=precision,
+        rate=spec.sample_rate,
+        window=window,
+        hop=hop,
+        batch_size=batch_size,
+        workers=settings.workers or default_workers(device.type),
+        resample_to=spec.sample_rate if where == "decoders" else None,
+        attrs=attrs,
+    )
+
+
+def embed(
+    files: Sequence[str],
+    output: str,
+    settings: EmbedSettings = EmbedSettings(),
+    argv: Sequence[str] | None = None,
+    on_progress: Callable[[EmbedSummary], None] | None = None,
+) -> EmbedSummary:
+    """Embed ``files`` into the store ``output``, resuming whatever an earlier run left.
+
+    Raises UsageError before any work for bad settings or an unwritable output,
+    StoreError for a store made with other settings, Interrupted on SIGINT/SIGTERM.
+    """
+
+    started = time.monotonic()
+    check_output_writable(output)
+    plan = make_plan(settings, argv)
+    attrs = plan.attrs
 
     out_path = Path(output)
     # Rows that may be reused (same path, size and mtime): keys only, the embeddings stay on disk.
@@ -223,20 +277,7 @@ def embed(
             else:
                 records[i] = FileRecord(path, "pending", "", math.nan, size, mtime)
                 todo.append(i)
-        run = _Run(
-            files,
-            records,
-            todo,
-            encoder,
-            device,
-            precision,
-            window,
-            hop,
-            batch_size,
-            settings,
-            journal,
-            summary,
-        )
+        run = _Run(files, records, todo, plan, journal, summary)
         with _stop_on_signals() as caught:
             run.loop(caught, on_progress)
         if run.stopped_by_signal:
@@ -300,23 +341,21 @@ class _Run:
         files: Sequence[str],
         records: list[FileRecord | None],
         todo: list[int],
-        encoder: Any,
-        device: Any,
-        precision: str,
-        window: int,
-        hop: int,
-        batch_size: int,
-        settings: EmbedSettings,
+        plan: EmbedPlan,
         journal: Journal,
         summary: EmbedSummary,
     ) -> None:
         self.files, self.records, self.todo = files, records, todo
-        self.encoder, self.device, self.precision = encoder, device, precision
-        self.window, self.hop, self.batch_size = window, hop, batch_size
-        self.settings, self.journal, self.summary = settings, journal, summary
-        self.dim = encoder.spec.embedding_dim
-        self.rate = encoder.spec.sample_rate
-        self.keep_segments = settings.level in ("segment", "both")
+        self.plan, self.journal, self.summary = plan, journal, summary
+        self.settings, self.encoder, self.device, self.precision = (
+            plan.settings,
+            plan.encoder,
+            plan.device,
+            plan.precision,
+        )
+        self.window, self.hop, self.batch_size, self.rate = plan.window, plan.hop, plan.batch_size, plan.rate
+        self.dim = plan.encoder.spec.embedding_dim
+        self.keep_segments = plan.keep_segments
         self.active: dict[int, _Active] = {}
         self.pending: list[tuple[_Active, Any]] = []  # (file, (window,) tensor)
         # Launched batches whose embeddings are not taken in yet: (files of the rows, (B, D), event)
@@ -332,11 +371,11 @@ class _Run:
         import torch
         from tqdm import tqdm
 
-        from mclx.decoders import DecoderPool, default_workers
+        from mclx.decoders import DecoderPool
 
         if not self.todo:
             return
-        workers = self.settings.workers or default_workers(self.device.type)
+        workers = self.plan.workers
         threads = torch.get_num_threads()
         bar = tqdm(
             total=len(self.todo),
@@ -347,14 +386,10 @@ class _Run:
         )
         t0 = time.monotonic()
         last_journal = t0
-        # By default resampling is spread over the decoder processes on the CPU and runs on the GPU
-        # there; either way can be chosen on any device (the tests run both on the CPU).
-        where = self.settings.resample_in
-        if where == "auto":
-            where = "decoders" if self.device.type == "cpu" else "encoder"
-        resample_to = self.rate if where == "decoders" else None
         timeout = self.settings.decode_timeout_s
-        pool = DecoderPool(self.files, self.todo, workers, timeout_s=timeout, resample_to=resample_to)
+        pool = DecoderPool(
+            self.files, self.todo, workers, timeout_s=timeout, resample_to=self.plan.resample_to
+        )
         try:
             while pool.busy or self.pending or self.inflight:
                 if caught:
