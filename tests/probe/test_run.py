@@ -16,7 +16,6 @@ from mclx.errors import UsageError
 from mclx.probe import run_probe
 
 from ..conftest import tone
-from ..test_embed import run_cli
 from .conftest import blobs, write_csv_task, write_features
 
 CONTRACT_KEYS = {"task", "layout", "data", "splits", "results"}
@@ -180,7 +179,25 @@ def test_plot_without_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: py
         run_probe("t", str(tmp_path), None, None, None, "mfcc", "linear", 1, None, str(tmp_path / "p.png"))
 
 
-def test_cli_prints_the_table_and_writes_json_and_plot(tmp_path: Path) -> None:
+def run_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """`mclx ARGS` through the console entry point, in this process (no interpreter start-up)."""
+    from mclx.cli import main
+
+    argv, sys.argv = sys.argv, ["mclx", *args]
+    try:
+        main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+    finally:
+        sys.argv = argv
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_prints_the_table_and_writes_json_and_plot(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     pytest.importorskip("matplotlib")
     x, y = blobs(10, 3, 4, spread=0.5, seed=5)
     splits = [("train", "train", "valid", "test")[i % 4] for i in range(len(y))]
@@ -188,12 +205,16 @@ def test_cli_prints_the_table_and_writes_json_and_plot(tmp_path: Path) -> None:
     store = write_features(tmp_path / "x.h5", clips, x)
     out, png = tmp_path / "r.json", tmp_path / "r.png"
     flags = ["--data", str(tmp_path / "t"), "--embeddings", store, "--seeds", "2"]
-    done = run_cli("probe", "--task", "t", *flags, "--out", str(out), "--plot", str(png))
-    assert done.returncode == 0, done.stderr
-    assert "accuracy" in done.stderr and "map_at_10" in done.stderr  # the table
+    code, _, err = run_in_process(
+        capsys, "probe", "--task", "t", *flags, "--out", str(out), "--plot", str(png)
+    )
+    assert code == 0, err
+    assert "accuracy" in err and "map_at_10" in err  # the table
     assert json.loads(out.read_text())["results"] and png.read_bytes()[:4] == b"\x89PNG"
-    bad = run_cli("probe", "--task", "t", "--data", str(tmp_path / "nowhere"), "--baseline", "mfcc")
-    assert bad.returncode == 2 and "no such task directory" in bad.stderr and "Traceback" not in bad.stderr
+    code, _, err = run_in_process(
+        capsys, "probe", "--task", "t", "--data", str(tmp_path / "nowhere"), "--baseline", "mfcc"
+    )
+    assert code == 2 and "no such task directory" in err and "Traceback" not in err
 
 
 def test_a_segment_only_store_is_probed_on_the_mean_of_its_segments(tmp_path: Path) -> None:
