@@ -235,23 +235,28 @@ def test_failed_files_give_exit_code_1_and_info_lists_them(write_audio: WriteAud
     assert info["failures"][0]["path"].endswith("b.wav")
 
 
-def test_shards_merged_equal_a_single_run(write_audio: WriteAudio, tmp_path: Path) -> None:
-    for i in range(7):
-        write_audio(f"{i:02d}.wav", seconds=1.5 + i, freq=200 + 90 * i)
-    src = str(tmp_path / "audio")
-    single = run_cli("embed", src, str(tmp_path / "all.h5"), "--model", "mfcc", "--level", "both", "-q")
+def assert_shards_merge_to_a_single_run(src: str, tmp_path: Path, n_shards: int, n_files: int) -> None:
+    """`--shard i/N` runs over ``src``, merged, equal the single run array for array."""
+    args = ["--model", "mfcc", "--level", "both", "-q"]
+    single = run_cli("embed", src, str(tmp_path / "all.h5"), *args)
     assert single.returncode == 0, single.stderr
     shards = []
-    for i in range(3):
+    for i in range(n_shards):
         out = str(tmp_path / f"s{i}.h5")
-        r = run_cli("embed", src, out, "--model", "mfcc", "--level", "both", "--shard", f"{i}/3", "-q")
+        r = run_cli("embed", src, out, *args, "--shard", f"{i}/{n_shards}")
         assert r.returncode == 0, r.stderr
         shards.append(out)
-    assert sum(len(read_store(s).records) for s in shards) == 7
-    assert all(len(read_store(s).records) < 7 for s in shards)
+    sizes = [len(read_store(s).records) for s in shards]
+    assert sum(sizes) == n_files and all(0 < n < n_files for n in sizes)
     merged = run_cli("merge", str(tmp_path / "merged.h5"), *shards, "-q")
     assert merged.returncode == 0, merged.stderr
     assert_same_store(tmp_path / "all.h5", tmp_path / "merged.h5")
+
+
+def test_shards_merged_equal_a_single_run(write_audio: WriteAudio, tmp_path: Path) -> None:
+    for i in range(7):
+        write_audio(f"{i:02d}.wav", seconds=1.5 + i, freq=200 + 90 * i)
+    assert_shards_merge_to_a_single_run(str(tmp_path / "audio"), tmp_path, 3, 7)
 
 
 def test_resume_after_kill_9_equals_an_uninterrupted_run(write_audio: WriteAudio, tmp_path: Path) -> None:
@@ -280,23 +285,10 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(write_audio: WriteAudio
 
 
 def test_shards_of_nested_folders_merged_equal_a_single_run(write_audio: WriteAudio, tmp_path: Path) -> None:
-    # os.walk lists a folder's files before its subfolders: "b/x" comes before "a/sub/y" is false,
-    # "top.wav" comes after "a/..." in walk order but "a/" sorts first by name, and so on.
+    # A walk lists a folder's files before its subfolders, which is not the paths' sorted order
+    # ("a/d.wav" before "a/b/x.wav", "b.wav" before "a/..."): the merge must follow the walk.
     audio = tmp_path / "audio"
     names = ["z.wav", "a/y.wav", "a/b/x.wav", "a/b/c/w.wav", "a/d.wav", "m/n.wav", "b.wav", "m/a/k.wav"]
     for i, name in enumerate(names):
         write_audio(name, seconds=1.0 + 0.3 * i, freq=200 + 70 * i, directory=audio)
-    src = str(audio)
-    single = run_cli("embed", src, str(tmp_path / "all.h5"), "--model", "mfcc", "--level", "both", "-q")
-    assert single.returncode == 0, single.stderr
-    shards = []
-    for i in range(2):
-        out = str(tmp_path / f"s{i}.h5")
-        r = run_cli("embed", src, out, "--model", "mfcc", "--level", "both", "--shard", f"{i}/2", "-q")
-        assert r.returncode == 0, r.stderr
-        shards.append(out)
-    assert all(0 < len(read_store(s).records) < len(names) for s in shards)
-    merged = run_cli("merge", str(tmp_path / "merged.h5"), *shards, "-q")
-    assert merged.returncode == 0, merged.stderr
-    assert read_store(tmp_path / "merged.h5").paths == read_store(tmp_path / "all.h5").paths
-    assert_same_store(tmp_path / "all.h5", tmp_path / "merged.h5")
+    assert_shards_merge_to_a_single_run(str(audio), tmp_path, 2, len(names))
