@@ -87,6 +87,18 @@ def load_tasks(
     return data
 
 
+def continuations(runs: dict[str, dict]) -> dict[str, str]:
+    """{run: longer run} for a run whose every snapshot (by sha256) is also in a longer run
+    (a run resumed with more steps into another directory): drawn once, as part of the longer."""
+    digests = {name: {s["sha256"] for s in snaps.values()} for name, snaps in runs.items()}
+    return {
+        name: other
+        for name, mine in digests.items()
+        for other, theirs in digests.items()
+        if other != name and mine < theirs
+    }
+
+
 def plot(results: dict, path: str) -> None:
     import matplotlib
 
@@ -95,10 +107,17 @@ def plot(results: dict, path: str) -> None:
 
     tasks = sorted({t for run in results["runs"].values() for s in run.values() for t in s["valid_accuracy"]})
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.5 * len(tasks), 3.6), squeeze=False)
+    inside = continuations(results["runs"])
     for ax, task in zip(axes[0], tasks, strict=True):
         for run, snaps in results["runs"].items():
+            if run in inside:
+                continue
             pts = sorted((s["step"], s["valid_accuracy"][task]) for s in snaps.values())
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=run)
+            label = run
+            for prefix in sorted(r for r, longer in inside.items() if longer == run):
+                last = max(s["step"] for s in results["runs"][prefix].values())
+                label += f" (= {prefix} to step {last})"
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, label=label)
         for name, accs in results.get("baselines", {}).items():
             ax.axhline(accs[task], ls="--", color="grey", lw=1)
             ax.annotate(name, (0, accs[task]), xytext=(2, 2), textcoords="offset points", fontsize=8)
