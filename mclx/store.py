@@ -39,7 +39,7 @@ SETTINGS_KEYS = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class RowRef:
     """Where a row's embeddings wait for the final store: row ``row`` of a store or journal chunk."""
 
@@ -51,7 +51,7 @@ _EMPTY = np.zeros(0)
 _EMPTY.flags.writeable = False
 
 
-@dataclass
+@dataclass(slots=True)  # no per-row __dict__: a run keeps one record per input file
 class FileRecord:
     """One input file's row. ``segments`` is (k, D) float32 (None when failed or not kept)."""
 
@@ -64,8 +64,8 @@ class FileRecord:
     segment_count: int = 0
     global_: np.ndarray | None = None  # (D,) float32
     segments: np.ndarray | None = None  # (k, D) float32
-    starts: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,) float64 seconds
-    ends: np.ndarray = field(default_factory=lambda: np.zeros(0))  # (k,) float64 seconds
+    starts: np.ndarray = field(default_factory=lambda: _EMPTY)  # (k,) float64 seconds (shared when empty)
+    ends: np.ndarray = field(default_factory=lambda: _EMPTY)  # (k,) float64 seconds
     ref: RowRef | None = None  # set on a stub whose embeddings wait in a journal chunk or a store
 
     def drop_embeddings(self, ref: RowRef) -> None:
