@@ -106,35 +106,6 @@ def test_file_without_an_audio_stream_is_a_one_line_error(tmp_path: Path) -> Non
         list(decode_blocks(str(path)))
 
 
-@pytest.mark.parametrize("name", [name for name, _ in ENCODED])
-def test_truncated_and_corrupted_ffmpeg_files_are_embedded_finite_or_recorded(
-    library: Path, tmp_path: Path, name: str
-) -> None:
-    data = (library / name).read_bytes()
-    rng = np.random.default_rng(0)
-    files = []
-    for frac in (0.05, 0.3, 0.6, 0.95):
-        cut = tmp_path / f"cut{int(frac * 100):02d}-{name}"
-        cut.write_bytes(data[: int(frac * len(data))])
-        files.append(str(cut))
-    for k in range(3):
-        flipped = bytearray(data)
-        for where in rng.integers(0, len(data), size=16 * (k + 1)):
-            flipped[where] = int(rng.integers(0, 256))
-        path = tmp_path / f"flip{k}-{name}"
-        path.write_bytes(bytes(flipped))
-        files.append(str(path))
-    embed(files, str(tmp_path / "o.h5"), EmbedSettings(model="mfcc", workers=2, quiet=True, level="both"))
-    records = read_store(tmp_path / "o.h5").records
-    assert [r.path for r in records] == files
-    for rec in records:
-        if rec.status == "ok":
-            assert rec.global_ is not None and np.isfinite(rec.global_).all()
-            assert rec.segments is not None and np.isfinite(rec.segments).all()
-        else:
-            assert rec.error and "\n" not in rec.error and str(tmp_path) not in rec.error
-
-
 def test_protected_and_unknown_files_are_recorded_with_the_reason(tmp_path: Path) -> None:
     drm = tmp_path / "bought.m4p"
     drm.write_bytes(b"\0\0\0\x20ftypM4P " + bytes(200))

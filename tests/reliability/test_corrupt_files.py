@@ -21,6 +21,7 @@ from mclx.store import read_store
 from mclx.windows import WindowCutter
 
 from ..conftest import FORMATS, tone
+from ..test_formats import ENCODED, RATE, music_like
 from .report import record
 
 MFCC = build_encoder("mfcc").eval()
@@ -144,3 +145,45 @@ def test_a_file_that_disappears_after_listing_is_recorded(tmp_path: Path) -> Non
     rows = {Path(r.path).name: r for r in read_store(tmp_path / "o.h5").records}
     assert summary.ok == 1 and rows["gone.wav"].status == "failed"
     assert "No such file" in rows["gone.wav"].error
+
+
+@pytest.fixture(scope="module")
+def ffmpeg_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 s of music in each FFmpeg format (benchmarks.codecs writes them with PyAV's encoders)."""
+    from benchmarks.codecs import write_encoded
+
+    root = tmp_path_factory.mktemp("ffmpeg")
+    audio = music_like(4.0)
+    for name, codec in ENCODED:
+        write_encoded(root / name, audio, RATE, codec)
+    return root
+
+
+@pytest.mark.parametrize("name", [name for name, _ in ENCODED])
+def test_truncated_and_corrupted_ffmpeg_files_are_embedded_finite_or_recorded(
+    ffmpeg_library: Path, tmp_path: Path, name: str
+) -> None:
+    data = (ffmpeg_library / name).read_bytes()
+    rng = np.random.default_rng(0)
+    files = []
+    for frac in (0.05, 0.3, 0.6, 0.95):
+        cut = tmp_path / f"cut{int(frac * 100):02d}-{name}"
+        cut.write_bytes(data[: int(frac * len(data))])
+        files.append(str(cut))
+    for k in range(3):
+        flipped = bytearray(data)
+        for where in rng.integers(0, len(data), size=16 * (k + 1)):
+            flipped[where] = int(rng.integers(0, 256))
+        path = tmp_path / f"flip{k}-{name}"
+        path.write_bytes(bytes(flipped))
+        files.append(str(path))
+    embed(files, str(tmp_path / "o.h5"), EmbedSettings(model="mfcc", workers=2, quiet=True, level="both"))
+    records = read_store(tmp_path / "o.h5").records
+    assert [r.path for r in records] == files
+    for rec in records:
+        if rec.status == "ok":
+            assert rec.global_ is not None and np.isfinite(rec.global_).all()
+            assert rec.segments is not None and np.isfinite(rec.segments).all()
+        else:
+            assert rec.error and "\n" not in rec.error and str(tmp_path) not in rec.error
+    record(ffmpeg_truncated_files=4, ffmpeg_corrupted_variants=3)
