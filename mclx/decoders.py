@@ -25,7 +25,7 @@ import numpy as np
 
 from mclx.audio import BLOCK_FRAMES, decode_blocks, one_line
 from mclx.errors import DecodeError
-from mclx.resample import SoxrStream
+from mclx.resample import resampled_blocks
 
 PREFETCH = 2  # files assigned to a worker at once: the current one and the next
 QUEUE_EVENTS = 256  # decoded blocks held for the encoder: 256 x 256 KB at most
@@ -77,20 +77,15 @@ def _decode_one(
     index: int, path: str, results: Connection, block_frames: int, resample_to: int | None
 ) -> None:
     """Stream one file's blocks, resampled to ``resample_to`` (libsoxr) when it is given."""
-    resampler = None
     frames = 0
-    for rate, block in decode_blocks(path, block_frames):
-        if frames == 0:
-            if resample_to is not None:
-                resampler = SoxrStream(rate, resample_to)
-            results.send(("start", index, resample_to or rate, rate))
-        frames += len(block)
-        if resampler is not None:
-            block = resampler.push(block)
+    started = False
+    for native, n, block in resampled_blocks(decode_blocks(path, block_frames), resample_to):
+        if not started:
+            results.send(("start", index, resample_to or native, native))
+            started = True
+        frames += n
         if len(block):
             results.send(("block", index, block))
-    if resampler is not None:
-        results.send(("block", index, resampler.flush()))
     results.send(("end", index, frames))
 
 

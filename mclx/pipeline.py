@@ -153,6 +153,10 @@ class EmbedPlan:
     def keep_segments(self) -> bool:
         return self.settings.level in ("segment", "both")
 
+    @property
+    def dim(self) -> int:
+        return int(self.encoder.spec.embedding_dim)
+
 
 def make_plan(settings: EmbedSettings, argv: Sequence[str] | None = None) -> EmbedPlan:
     """Resolve ``settings`` (device, precision, model, window, hop, batch, decoders); UsageError if bad."""
@@ -347,15 +351,6 @@ class _Run:
     ) -> None:
         self.files, self.records, self.todo = files, records, todo
         self.plan, self.journal, self.summary = plan, journal, summary
-        self.settings, self.encoder, self.device, self.precision = (
-            plan.settings,
-            plan.encoder,
-            plan.device,
-            plan.precision,
-        )
-        self.window, self.hop, self.batch_size, self.rate = plan.window, plan.hop, plan.batch_size, plan.rate
-        self.dim = plan.encoder.spec.embedding_dim
-        self.keep_segments = plan.keep_segments
         self.active: dict[int, _Active] = {}
         self.pending: list[tuple[_Active, Any]] = []  # (file, (window,) tensor)
         # Launched batches whose embeddings are not taken in yet: (files of the rows, (B, D), event)
@@ -380,13 +375,13 @@ class _Run:
         bar = tqdm(
             total=len(self.todo),
             unit="file",
-            disable=self.settings.quiet or not sys.stderr.isatty(),
+            disable=self.plan.settings.quiet or not sys.stderr.isatty(),
             file=sys.stderr,
             dynamic_ncols=True,
         )
         t0 = time.monotonic()
         last_journal = t0
-        timeout = self.settings.decode_timeout_s
+        timeout = self.plan.settings.decode_timeout_s
         pool = DecoderPool(
             self.files, self.todo, workers, timeout_s=timeout, resample_to=self.plan.resample_to
         )
@@ -395,15 +390,15 @@ class _Run:
                 if caught:
                     self.stopped_by_signal = True
                     break
-                if len(self.pending) >= self.batch_size or (not pool.busy and self.pending):
-                    if self.device.type == "cpu":
+                if len(self.pending) >= self.plan.batch_size or (not pool.busy and self.pending):
+                    if self.plan.device.type == "cpu":
                         _share_cores(pool, workers)
                     self._forward()
                 else:
                     self._drain()  # waiting for decoders anyway: take in the last batch first
                     for event in pool.poll(timeout=0.2) if pool.busy else []:
                         self._handle(event)
-                if self.settings.fail_fast and self.summary.failed:
+                if self.plan.settings.fail_fast and self.summary.failed:
                     self.stopped_early = True
                     break
                 now = time.monotonic()
@@ -433,13 +428,14 @@ class _Run:
         from mclx.windows import WindowCutter
 
         if event.kind == "start":
-            resampler = TorchStreamResampler(event.rate, self.rate, self.device)
-            cutter = WindowCutter(self.window, self.hop)
+            resampler = TorchStreamResampler(event.rate, self.plan.rate, self.plan.device)
+            cutter = WindowCutter(self.plan.window, self.plan.hop)
             self.active[event.index] = _Active(event.index, resampler, cutter, event.native_rate)
             return
         state = self.active.get(event.index)
         if event.kind == "block" and state is not None:
-            samples = state.resampler.push(torch.from_numpy(event.block).to(self.device, non_blocking=True))
+            block = torch.from_numpy(event.block).to(self.plan.device, non_blocking=True)
+            samples = state.resampler.push(block)
             self._enqueue(state, *state.cutter.push(samples))
         elif event.kind == "end" and state is not None:
             state.native_frames = event.frames
@@ -467,19 +463,19 @@ class _Run:
         """
         import torch
 
-        batch, self.pending = self.pending[: self.batch_size], self.pending[self.batch_size :]
+        batch, self.pending = self.pending[: self.plan.batch_size], self.pending[self.plan.batch_size :]
         x = torch.stack([chunk for _, chunk in batch])
-        if len(batch) < self.batch_size:
+        if len(batch) < self.plan.batch_size:
             # Always a full batch (zero rows pad the last one): the same shapes every time keep
             # each row's result independent of which other windows share its batch.
-            x = torch.cat([x, x.new_zeros(self.batch_size - len(batch), self.window)])
-        dtype = autocast_dtype(self.precision)
+            x = torch.cat([x, x.new_zeros(self.plan.batch_size - len(batch), self.plan.window)])
+        dtype = autocast_dtype(self.plan.precision)
         with (
             torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+            torch.autocast(self.plan.device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
         ):
-            out = self.encoder(x).float()
-        if self.device.type == "cuda":
+            out = self.plan.encoder(x).float()
+        if self.plan.device.type == "cuda":
             host = self._host_buffer(out.shape)
             host.copy_(out, non_blocking=True)
             done = torch.cuda.Event()
@@ -525,13 +521,13 @@ class _Run:
         rec.duration_s = state.native_frames / state.native_rate
         rec.segment_count = len(state.windows)
         rec.global_ = emb.mean(axis=0, dtype=np.float64).astype(np.float32)
-        if self.keep_segments:
+        if self.plan.keep_segments:
             rec.segments = emb
-            rec.starts = np.array([w.start / self.rate for w in state.windows], dtype=np.float64)
+            rec.starts = np.array([w.start / self.plan.rate for w in state.windows], dtype=np.float64)
             rec.ends = np.array(
-                [min(w.end / self.rate, rec.duration_s) for w in state.windows], dtype=np.float64
+                [min(w.end / self.plan.rate, rec.duration_s) for w in state.windows], dtype=np.float64
             )
-            if rec.segment_count == 1 and state.windows[0].end < self.window:
+            if rec.segment_count == 1 and state.windows[0].end < self.plan.window:
                 rec.ends[0] = rec.duration_s
         self.summary.audio_s += rec.duration_s
         self.finished += 1
@@ -552,7 +548,7 @@ class _Run:
 
     def _journal(self) -> None:
         try:
-            chunk = self.journal.append(self.unjournaled, self.dim)
+            chunk = self.journal.append(self.unjournaled, self.plan.dim)
         except OSError as exc:
             raise MclxError(
                 f"cannot write the journal in {self.journal.dir}: {exc.strerror or exc}; "

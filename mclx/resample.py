@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -60,6 +61,23 @@ class SoxrStream:
         out = out[:want] if len(out) >= want else np.concatenate([out, np.zeros(want - len(out), np.float32)])
         self.frames_out += len(out)
         return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def resampled_blocks(
+    blocks: Iterable[tuple[int, np.ndarray]], rate: int | None
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """One file's decoded (native rate, block) pairs -> (native rate, native frames, block at ``rate``).
+
+    The last item is the resampler's flush (0 native frames). ``rate`` None keeps the native rate.
+    """
+    resampler = None
+    native = 0
+    for native, block in blocks:
+        if resampler is None:
+            resampler = SoxrStream(native, rate or native)
+        yield native, len(block), resampler.push(block)
+    if resampler is not None:
+        yield native, 0, resampler.flush()
 
 
 class TorchStreamResampler:

@@ -483,30 +483,7 @@ def read_store(path: str | os.PathLike[str]) -> StoreData:
 
     attrs = read_attrs(path)
     with h5py.File(path, "r") as h:
-        f = h["files"]
-        paths, status, error = _strings(f["path"]), _strings(f["status"]), _strings(f["error"])
-        duration, size, mtime = f["duration_s"][()], f["size_bytes"][()], f["mtime_ns"][()]
-        seg_start, seg_count = f["segment_start"][()], f["segment_count"][()]
-        glob = h["global"][()] if "global" in h else None
-        if "segments" in h:
-            s = h["segments"]
-            seg_emb, seg_s, seg_e = s["embedding"][()], s["start_s"][()], s["end_s"][()]
-        else:
-            seg_emb = seg_s = seg_e = None
-    records = []
-    for i, p in enumerate(paths):
-        lo, n = int(seg_start[i]), int(seg_count[i])
-        rec = FileRecord(p, status[i], error[i], float(duration[i]), int(size[i]), int(mtime[i]), n)
-        if status[i] == "ok":
-            if glob is not None:
-                rec.global_ = glob[i]
-            if seg_emb is not None and seg_s is not None and seg_e is not None:
-                rec.segments, rec.starts, rec.ends = (
-                    seg_emb[lo : lo + n],
-                    seg_s[lo : lo + n],
-                    seg_e[lo : lo + n],
-                )
-        records.append(rec)
+        records = _rows(h, 0, len(h["files/path"]))
     return StoreData(attrs, records)
 
 

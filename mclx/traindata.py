@@ -270,18 +270,11 @@ def _to_int16(block: np.ndarray) -> np.ndarray:
 def _decode_here(files: list[str], rate: int) -> Decoded:
     """Decode in this process (small jobs): streamed blocks, resampled as they come."""
     from mclx.audio import decode_blocks
-    from mclx.resample import SoxrStream
+    from mclx.resample import resampled_blocks
 
     for i, path in enumerate(files):
-        parts: list[np.ndarray] = []
         try:
-            resampler = None
-            for native, block in decode_blocks(path):
-                if resampler is None:
-                    resampler = SoxrStream(native, rate)
-                parts.append(_to_int16(resampler.push(block)))
-            if resampler is not None:
-                parts.append(_to_int16(resampler.flush()))
+            parts = [_to_int16(block) for _, _, block in resampled_blocks(decode_blocks(path), rate)]
         except DecodeError as exc:
             yield i, None, str(exc)
             continue
