@@ -11,8 +11,8 @@ processes, and the difference. With --device cuda it also prints the peak GPU me
 run. Axis `files` writes `--few` and `--many` short WAV files (cached), runs the `mclx embed`
 command line on each folder at level `both`, and prints both peaks, the stores' sizes and the
 growth of the peak beyond the growth of the store on disk (the target is at most 50 MB), both for
-the CLI process (its peak includes the interpreter's teardown at exit) and for the work alone (a
-fresh process's peak when the library call returns).
+the CLI process (until it has exited) and for the work alone (a fresh process's peak when the
+library call returns).
 """
 
 from __future__ import annotations

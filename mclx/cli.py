@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -301,11 +301,48 @@ def probe(
 
 def main() -> None:
     """Console entry point: domain errors end in one line and their exit code."""
+    _leave(_run_app())
+
+
+def _run_app() -> int:
+    """Run the command; return its exit status (other exceptions propagate with their traceback)."""
     try:
-        app()
+        app()  # click's standalone mode ends every command with SystemExit
+    except SystemExit as done:
+        if done.code is None or isinstance(done.code, int):
+            return done.code or 0
+        print(done.code, file=sys.stderr)
+        return 1
     except MclxError as exc:
         print(f"mclx: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except KeyboardInterrupt:
         print("mclx: interrupted", file=sys.stderr)
-        sys.exit(130)
+        return 130
+    return 0
+
+
+def _leave(status: int) -> NoReturn:
+    """Exit with ``status``, skipping native library teardown once torch is loaded.
+
+    By then every store is closed and renamed. What remains at interpreter exit is the static
+    destructors of torch's native libraries: with the CUDA build they fault ~115 MiB of
+    libcublasLt/libcusparseLt code into memory and take about half a second, even on a machine
+    without a GPU. So: flush the standard streams, run the atexit handlers (multiprocessing,
+    temporary files, torch's own), then end the process. Without torch, or with a non-daemon
+    thread still running, the exit is Python's usual one.
+    """
+    import threading
+
+    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+    if "torch" not in sys.modules or others:
+        sys.exit(status)
+    import atexit
+    import contextlib
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`): nothing to say
+            stream.flush()
+    atexit._run_exitfuncs()
+    os._exit(status)
