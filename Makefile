@@ -23,8 +23,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check mclx tests benchmarks examples
 	$(BIN)/mypy
 
+# pytest leaves .pytest-finished when its session ends (tests/conftest.py): a test that ended the
+# whole process early (os._exit) would otherwise pass for a green run.
 test: lint
+	rm -f .pytest-finished
 	$(BIN)/python -m pytest
+	@test -f .pytest-finished || { echo "pytest did not finish its session: a test ended the process"; exit 1; }
 
 # The reliability suite alone, adding up what it tried in reliability-report.json.
 reliability: $(STAMP)

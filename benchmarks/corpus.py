@@ -42,7 +42,7 @@ def main() -> None:
     durations = [duration_s(p) for p in paths]
     audio_s = float(sum(durations))
     kinds = Counter(Path(p).suffix.lower().lstrip(".") for p in paths)
-    workers = default_workers("cpu")
+    workers = default_workers()
     rate = load_model(args.model).encoder.spec.sample_rate
     decode_wall = bench_decode(paths, workers, rate)[1]
     model_wall = bench_model(args.model, "cpu", "auto", 32, audio_s, durations)

@@ -205,7 +205,7 @@ def main() -> None:
     from mclx.pipeline import EmbedSettings, embed
 
     dev = resolve_device(args.device)
-    workers = args.workers or default_workers(dev.type)
+    workers = args.workers or default_workers()
     batch = args.batch_size or (256 if dev.type == "cuda" else 32)
     if args.inputs:
         paths = walk_audio(args.inputs)

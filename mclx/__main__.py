@@ -1,4 +1,4 @@
-from mclx.cli import main
+from mclx.cli import console
 
 if __name__ == "__main__":
-    main()
+    console()

@@ -14,6 +14,7 @@ from typing import Any
 from mclx import __version__
 from mclx.errors import WeightsError
 from mclx.fileio import atomic_write_bytes
+from mclx.models.architectures import build_encoder
 from mclx.models.base import Encoder
 
 METADATA_KEYS = ("mclx_version", "architecture", "encoder_args", "sample_rate", "window_s", "embedding_dim")
@@ -67,8 +68,6 @@ def load_encoder(path: str | os.PathLike[str], expected_sha256: str | None = Non
     With ``expected_sha256`` (bundled weights), a file whose digest differs is refused.
     """
     from safetensors.torch import load
-
-    from mclx.models.registry import build_encoder
 
     try:
         data = Path(path).read_bytes()

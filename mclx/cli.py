@@ -299,8 +299,14 @@ def probe(
         raise typer.Exit(1)
 
 
-def main() -> None:
-    """Console entry point: domain errors end in one line and their exit code."""
+def main() -> NoReturn:
+    """Run the command line; raise SystemExit with its status (domain errors end in one line and
+    their exit code). For callers inside another program, such as tests: the process lives on."""
+    sys.exit(_run_app())
+
+
+def console() -> NoReturn:
+    """The `mclx` program (console script and ``python -m mclx``): :func:`main`, then the fast exit."""
     _leave(_run_app())
 
 

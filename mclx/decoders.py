@@ -247,8 +247,9 @@ class DecoderPool:
                 conn.close()
 
 
-def default_workers(device_type: str) -> int:
-    # Under torchrun the ranks on one machine share its cores.
+def default_workers() -> int:
+    """Decoder processes when none are asked for: this process's share of the cores (under
+    torchrun the ranks on one machine share them), at most 16."""
     cores = max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     # The decoders also resample when asked; they idle (back-pressure) when the encoder is slower.
     return min(16, cores)

@@ -9,6 +9,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from mclx.devices import local_rank
+
 
 @dataclass(frozen=True)
 class Rank:
@@ -26,7 +28,7 @@ def init_from_env(device_type: str) -> Rank:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Rank()
-    local = int(os.environ.get("LOCAL_RANK", "0"))
+    local = local_rank() or 0
     if device_type == "cuda":
         torch.cuda.set_device(local)  # NCCL's own buffers (all_gather_object) live on the current device
     if not dist.is_initialized():

@@ -21,7 +21,7 @@ import numpy as np
 
 from mclx.errors import StoreError, UsageError
 from mclx.fileio import atomic_write_bytes
-from mclx.store import FileRecord, RowRef, settings_mismatch
+from mclx.records import FileRecord, RowRef, settings_mismatch
 
 OVERWRITE_KEY = "journal_replaces_store"
 

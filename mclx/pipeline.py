@@ -217,7 +217,7 @@ def make_plan(settings: EmbedSettings, argv: Sequence[str] | None = None) -> Emb
         window=window,
         hop=hop,
         batch_size=batch_size,
-        workers=settings.workers or default_workers(device.type),
+        workers=settings.workers or default_workers(),
         resample_to=spec.sample_rate if where == "decoders" else None,
         attrs=attrs,
     )

@@ -15,67 +15,18 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mclx.errors import StoreError
+from mclx.journal import read_chunk
+from mclx.records import FileRecord, RowRef, attr_value, settings_mismatch
 
 FORMAT = "mclx-embeddings"
 FORMAT_VERSION = 1
-# Attributes that must agree for a store to be resumed or merged.
-SETTINGS_KEYS = (
-    "model_sha256",
-    "model_config",
-    "sample_rate",
-    "window_s",
-    "hop_s",
-    "dim",
-    "level",
-    "pooling",
-    "precision",
-)
-
-
-@dataclass(frozen=True, slots=True)
-class RowRef:
-    """Where a row's embeddings wait for the final store: row ``row`` of a store or journal chunk."""
-
-    source: Path  # an .h5 store or a journal chunk-*.npz
-    row: int
-
-
-_EMPTY = np.zeros(0)
-_EMPTY.flags.writeable = False
-
-
-@dataclass(slots=True)  # no per-row __dict__: a run keeps one record per input file
-class FileRecord:
-    """One input file's row. ``segments`` is (k, D) float32 (None when failed or not kept)."""
-
-    path: str
-    status: str  # "ok" | "failed"
-    error: str
-    duration_s: float
-    size_bytes: int
-    mtime_ns: int
-    segment_count: int = 0
-    global_: np.ndarray | None = None  # (D,) float32
-    segments: np.ndarray | None = None  # (k, D) float32
-    starts: np.ndarray = field(default_factory=lambda: _EMPTY)  # (k,) float64 seconds (shared when empty)
-    ends: np.ndarray = field(default_factory=lambda: _EMPTY)  # (k,) float64 seconds
-    ref: RowRef | None = None  # set on a stub whose embeddings wait in a journal chunk or a store
-
-    def drop_embeddings(self, ref: RowRef) -> None:
-        """Keep only the keys: the embeddings now live at ``ref``."""
-        self.ref, self.global_, self.segments = ref, None, None
-        self.starts = self.ends = _EMPTY
-
-    @property
-    def key(self) -> tuple[str, int, int]:
-        return (self.path, self.size_bytes, self.mtime_ns)
 
 
 @dataclass
@@ -101,23 +52,6 @@ class StoreData:
             if r.global_ is not None:
                 out[i] = r.global_
         return out
-
-
-def settings_of(attrs: dict[str, Any]) -> dict[str, Any]:
-    return {k: attrs.get(k) for k in SETTINGS_KEYS}
-
-
-def settings_mismatch(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """Names of the settings that differ between two attribute sets."""
-    return [k for k in SETTINGS_KEYS if _norm(a.get(k)) != _norm(b.get(k))]
-
-
-def _norm(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, bytes):
-        return value.decode()
-    return value
 
 
 def write_store(path: str | os.PathLike[str], attrs: dict[str, Any], records: Iterable[FileRecord]) -> int:
@@ -345,8 +279,6 @@ class RowReader:
         return rows[ref.row - start]
 
     def _chunk(self, path: Path) -> list[FileRecord]:
-        from mclx.journal import read_chunk
-
         if path in self._chunks:
             self._chunks.move_to_end(path)
         else:
@@ -467,7 +399,7 @@ def read_attrs(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     try:
         with h5py.File(path, "r") as h:
-            attrs = {k: _norm(v) for k, v in h.attrs.items()}
+            attrs = {k: attr_value(v) for k, v in h.attrs.items()}
     except OSError as exc:
         raise StoreError(f"{path}: not a readable HDF5 store ({exc})") from None
     if attrs.get("format") != FORMAT:

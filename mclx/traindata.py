@@ -289,7 +289,7 @@ def _decode_in_pool(files: list[str], rate: int) -> Decoded:
     from mclx.decoders import DecoderPool, default_workers
 
     buffers: dict[int, list[np.ndarray]] = {}
-    pool = DecoderPool(files, list(range(len(files))), default_workers("cpu"), resample_to=rate)
+    pool = DecoderPool(files, list(range(len(files))), default_workers(), resample_to=rate)
     try:
         while pool.busy:
             for ev in pool.poll(0.5):

@@ -1,4 +1,5 @@
-"""How the `mclx` process ends: with torch loaded it skips native teardown but nothing else.
+"""How the `mclx` process ends: with torch loaded it skips native teardown but nothing else;
+called inside another program (``mclx.cli.main``) it only raises SystemExit.
 
 Each case runs the console entry point in a fresh interpreter with an atexit handler and a
 module-level object whose finaliser runs only in a full interpreter teardown, both leaving
@@ -30,9 +31,9 @@ if "torch" in sys.argv[2]:
 if "thread" in sys.argv[2]:
     threading.Thread(target=__import__("time").sleep, args=(0.5,)).start()
 print("before", flush=False)  # left in the buffer: the exit must flush it
-from mclx.cli import main
+from mclx.cli import console
 sys.argv = ["mclx", *sys.argv[3:]]
-main()
+console()
 """
 
 
@@ -79,3 +80,16 @@ def test_exit_status_and_error_line_survive_the_fast_exit(tmp_path: Path) -> Non
     usage, _ = run(tmp_path, "torch", "embed")
     assert usage.returncode == 2  # click's own usage error (missing argument) keeps its status
     assert "Missing argument" in usage.stderr
+
+
+def test_main_inside_another_program_raises_system_exit_and_the_program_lives_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch  # noqa: F401  (loaded: the case where the console entry would leave at once)
+
+    from mclx.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["mclx", "--version"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0

@@ -11,8 +11,8 @@ import torch
 from mclx.checkpoint import load_encoder, read_metadata, save_encoder
 from mclx.errors import UsageError, WeightsError
 from mclx.fileio import sha256_file
-from mclx.models import build_encoder, load_model
-from mclx.models.registry import verify_bundled
+from mclx.models import build_encoder
+from mclx.models.registry import load_model, verify_bundled
 
 SMALL = {
     "melcnn": {"channels": [4, 8, 8], "embedding_dim": 16, "n_mels": 32},

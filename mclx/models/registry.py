@@ -1,4 +1,4 @@
-"""Which encoders exist, how they are built from arguments, and how a model name is resolved.
+"""How a model name is resolved to an encoder (architectures: :mod:`mclx.models.architectures`).
 
 A model name is, in this order: a path to a checkpoint, a built-in model (``mfcc``,
 ``random-melcnn``, ``random-samplecnn``), or a bundled model from ``weights_manifest.json``.
@@ -13,14 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mclx.errors import ConfigError, UsageError, WeightsError
+from mclx.checkpoint import load_encoder, read_metadata
+from mclx.errors import UsageError, WeightsError
 from mclx.fileio import sha256_file
+from mclx.models.architectures import build_encoder
 from mclx.models.base import Encoder
-from mclx.models.melcnn import MelCNN
-from mclx.models.mfcc import MFCCEncoder
-from mclx.models.samplecnn import SampleCNN
 
-ARCHITECTURES: dict[str, type[Encoder]] = {"mfcc": MFCCEncoder, "melcnn": MelCNN, "samplecnn": SampleCNN}
 BUILTIN = ("mfcc", "random-melcnn", "random-samplecnn")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # The package reads its own copy (package data), so a wheel install keeps every bundled model;
@@ -33,17 +31,6 @@ class LoadedModel:
     name: str
     encoder: Encoder
     sha256: str
-
-
-def build_encoder(architecture: str, args: dict[str, Any] | None = None) -> Encoder:
-    """A freshly initialised encoder of ``architecture`` built from constructor ``args``."""
-    cls = ARCHITECTURES.get(architecture)
-    if cls is None:
-        raise ConfigError(f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}")
-    try:
-        return cls(**(args or {}))
-    except TypeError as exc:
-        raise ConfigError(f"bad arguments for {architecture}: {exc}") from None
 
 
 def read_manifest(path: Path = MANIFEST_PATH) -> dict[str, Any]:
@@ -107,8 +94,6 @@ def _bundled_file(name: str, manifest_path: Path) -> tuple[dict[str, Any], Path]
 
 def load_model(name: str | None = None, manifest_path: Path = MANIFEST_PATH) -> LoadedModel:
     """Resolve a model name (see module docstring) to an encoder in eval mode."""
-    from mclx.checkpoint import load_encoder, read_metadata
-
     name = name or default_model_name(manifest_path)
     if os.sep in name or name.endswith(".safetensors") or Path(name).is_file():
         if not Path(name).is_file():

@@ -17,7 +17,7 @@ import torch
 
 from mclx.config import Config
 from mclx.errors import ConfigError, WeightsError
-from mclx.models import load_model
+from mclx.models.registry import load_model
 from mclx.train import run_training
 
 from ..conftest import WriteAudio
