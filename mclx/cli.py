@@ -127,6 +127,8 @@ def embed(
         quiet=quiet,
     )
     summary = run_embed(files, target, settings, argv=sys.argv[1:])
+    for warning in summary.warnings:  # not silenced by --quiet: work was lost and redone
+        print(f"mclx: warning: {warning}", file=sys.stderr)
     if job:
         from mclx.distributed import merge_after_barrier
 

@@ -2,8 +2,10 @@
 
 ``OUTPUT.h5.journal/`` holds ``settings.json``, a ``lock`` file (one writer at a time) and
 ``chunk-NNNNNNNN.npz`` files. Each chunk is written to a temporary name, fsynced and
-renamed, so a kill -9 at any instant leaves only whole chunks; the next run reads them
-back and carries on. When the store is complete the journal is removed.
+renamed, so a kill -9 at any instant leaves only whole chunks; the next run checks them (CRC-32
+of every member), reads back their keys and carries on. A damaged chunk is renamed
+``damaged-chunk-NNNNNNNN.npz`` and its files are embedded again. When the store is complete the
+journal is removed.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import io
 import json
 import os
 import shutil
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ class Journal:
         self.dir = self.output.with_name(self.output.name + ".journal")
         self._lock_fd: int | None = None
         self._next = 0
+        self.damaged: list[str] = []  # one line per chunk set aside by open()
 
     def pending_overwrite(self, attrs: dict[str, Any]) -> bool:
         """Whether an unfinished ``--overwrite`` run with these settings left this journal: the
@@ -76,8 +80,16 @@ class Journal:
         )
         records: list[FileRecord] = []
         for chunk in chunks:
-            records.extend(_read_keys(chunk))
             self._next = max(self._next, int(chunk.stem.split("-")[1]) + 1)
+            try:
+                _verify(chunk)
+                records.extend(_read_keys(chunk))
+            except StoreError as exc:
+                # A damaged chunk (disk error, a stray write) costs only its own files, which
+                # are embedded again: set it aside instead of failing a run of many hours.
+                kept = chunk.with_name(f"damaged-{chunk.name}")
+                chunk.rename(kept)
+                self.damaged.append(f"{exc.args[0]}; its files are embedded again (kept as {kept})")
         for stale in self.dir.glob(".chunk-*"):
             stale.unlink()
         return records
@@ -133,13 +145,25 @@ def _chunk_bytes(records: Sequence[FileRecord], dim: int) -> bytes:
     return buf.getvalue()
 
 
+def _verify(path: Path) -> None:
+    """Read the whole chunk once, checking every member's CRC-32 (what np.load checks only when
+    the store is built, at the end of the run)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except Exception as exc:
+        raise _damaged(path, exc) from None
+    if bad is not None:
+        raise _damaged(path, f"member {bad} fails its CRC check")
+
+
 def _read_keys(path: Path) -> list[FileRecord]:
     """A chunk's rows without their embeddings (only the small ``meta`` array is read)."""
     try:
         with np.load(path, allow_pickle=False) as z:
             meta = json.loads(z["meta"].tobytes().decode())
     except Exception as exc:
-        raise _unreadable(path, exc) from None
+        raise _damaged(path, exc) from None
     return [_stub(m, RowRef(path, i)) for i, m in enumerate(meta)]
 
 
@@ -156,8 +180,15 @@ def _stub(m: dict[str, Any], ref: RowRef | None = None) -> FileRecord:
     )
 
 
+def _damaged(path: Path, why: object) -> StoreError:
+    return StoreError(f"{path}: damaged journal chunk ({why})")
+
+
 def _unreadable(path: Path, exc: Exception) -> StoreError:
-    return StoreError(f"{path}: unreadable journal chunk ({exc}); use --overwrite to start again")
+    return StoreError(
+        f"{path}: unreadable journal chunk ({exc}); run the same command again: damaged chunks are "
+        "set aside and their files embedded again"
+    )
 
 
 def read_chunk(path: Path) -> list[FileRecord]:

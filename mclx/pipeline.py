@@ -64,6 +64,7 @@ class EmbedSummary:
     audio_s: float = 0.0  # audio embedded by this run
     wall_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. journal chunks set aside as damaged
 
     @property
     def xrt(self) -> float:
@@ -267,7 +268,7 @@ def embed(
         for stale in out_path.parent.glob(f".{out_path.name}.tmp-*"):  # a store build that was killed
             stale.unlink(missing_ok=True)
         done = {r.key: r for r in previous}  # later records win
-        summary = EmbedSummary(output=output, files=len(files))
+        summary = EmbedSummary(output=output, files=len(files), warnings=list(journal.damaged))
         records: list[FileRecord | None] = [None] * len(files)
         todo: list[int] = []
         for i, path in enumerate(files):

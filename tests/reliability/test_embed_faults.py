@@ -14,6 +14,7 @@ import pytest
 
 from ..conftest import WriteAudio
 from ..test_embed import assert_same_store, run_cli
+from .report import record
 
 ROOT = Path(__file__).parents[2]
 ARGS = ["--model", "random-melcnn", "--level", "both", "--workers", "2", "--batch-size", "4", "-q"]
@@ -95,6 +96,41 @@ def test_signal_stops_cleanly_with_130_and_the_run_resumes(corpus: str, tmp_path
     assert resumed.returncode == 0, resumed.stderr
     assert json.loads(resumed.stdout)["skipped"] > 0
     assert_same_store(tmp_path / "ref.h5", out)
+
+
+def damage(chunk: Path, how: str) -> None:
+    data = bytearray(chunk.read_bytes())
+    if how == "flipped bytes":  # inside the embeddings, which are most of the file
+        middle = len(data) // 2
+        data[middle : middle + 16] = bytes(b ^ 0xFF for b in data[middle : middle + 16])
+    else:
+        data = data[: len(data) // 2]
+    chunk.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("how", ["flipped bytes", "truncated"])
+def test_a_damaged_journal_chunk_is_set_aside_and_its_files_embedded_again(
+    corpus: str, tmp_path: Path, how: str
+) -> None:
+    ref = run_cli("embed", corpus, str(tmp_path / "ref.h5"), *ARGS)
+    assert ref.returncode == 0, ref.stderr
+    out = tmp_path / "out.h5"
+    proc = start(corpus, out)
+    wait_for_journal(out, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    journal = out.with_name(out.name + ".journal")
+    chunks = sorted(journal.glob("chunk-*.npz"))
+    damage(chunks[0], how)
+    resumed = run_cli("embed", corpus, str(out), *ARGS, "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"mclx: warning: {chunks[0]}: damaged journal chunk" in resumed.stderr
+    assert "embedded again" in resumed.stderr
+    assert json.loads(resumed.stdout)["ok"] == 30
+    assert_same_store(tmp_path / "ref.h5", out)
+    assert not journal.exists()
+    record(damaged_journal_chunks=1, stores_compared=1)
 
 
 def test_decoders_do_not_outlive_a_killed_parent(corpus: str, tmp_path: Path) -> None:
