@@ -28,7 +28,7 @@ from mclx import losses
 from mclx.augment import augment
 from mclx.config import load_config
 from mclx.distributed import Rank
-from mclx.train import batches, build_model, make_batch, pool_matrix
+from mclx.train import batches, build_model, make_batch, pool_matrix, view_groups
 from mclx.traindata import build_cache, cache_root, list_audio
 from mclx.views import view_sizes
 
@@ -43,6 +43,7 @@ def measure(config_path: str, overrides: list[str], device: torch.device, steps:
     sizes = view_sizes(config.views)
     b = config.train.batch_size
     pool = pool_matrix(b, sizes, device)
+    groups = view_groups(pool, sizes)
     opt = torch.optim.AdamW(model.parameters(), lr=config.train.lr)
     amp = device.type == "cuda"
     if device.type == "cuda":
@@ -52,7 +53,7 @@ def measure(config_path: str, overrides: list[str], device: torch.device, steps:
 
     def step(x: torch.Tensor, k: int) -> None:
         gen = torch.Generator(device=device).manual_seed(k)
-        x = augment(x, config.views.augment, gen, config.views.augment_p, rate)
+        x = augment(x, config.views.augment, gen, config.views.augment_p, rate, groups)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             z = model(x, pool)
         loss = losses.contrastive_loss(z, target, config.loss.temperature)

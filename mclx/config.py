@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import tomllib
 import types
@@ -135,6 +136,8 @@ def _check_type(where: str, value: Any, annotation: Any) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(value):  # TOML has nan and inf
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):
@@ -182,9 +185,14 @@ def _check_values(c: Config) -> None:
         "train.log_every": c.train.log_every,
     }
     for key, count in {"model.n_mels": c.model.n_mels, "model.hop_length": c.model.hop_length,
-                       "train.snapshot_every": c.train.snapshot_every}.items():  # fmt: skip
+                       "train.snapshot_every": c.train.snapshot_every, "train.seed": c.train.seed,
+                       "train.warmup_steps": c.train.warmup_steps, "train.grad_clip": c.train.grad_clip,
+                       "train.weight_decay": c.train.weight_decay, "data.min_track_s": c.data.min_track_s,
+                       "loss.supervised_weight": c.loss.supervised_weight}.items():  # fmt: skip
         if count < 0:
             raise ConfigError(f"{key} must be 0 or positive, got {count}")
+    if c.loss.regression_scale <= 0:
+        raise ConfigError(f"loss.regression_scale must be positive, got {c.loss.regression_scale}")
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be positive, got {value}")
@@ -199,6 +207,15 @@ def _check_values(c: Config) -> None:
             raise ConfigError(f"views.augment: unknown augmentation {name!r}{_nearest(name, AUGMENTATIONS)}")
     if c.loss.kind in ("supcon", "semisupcon") and not c.data.labels:
         raise ConfigError(f"loss.kind = {c.loss.kind!r} needs data.labels (a CSV path,label[,split])")
+    if c.loss.kind == "ntxent" and c.data.labels:
+        raise ConfigError(
+            "data.labels is set but loss.kind = 'ntxent' has no supervised term: "
+            "use 'supcon' or 'semisupcon', or remove data.labels"
+        )
+    if c.loss.kind == "supcon" and c.loss.target != "multiclass":
+        raise ConfigError(
+            f"loss.target = {c.loss.target!r} needs loss.kind = 'semisupcon' (supcon takes class labels)"
+        )
     if c.views.positive == "track" and c.views.input == "track":
         raise ConfigError(
             "views.positive = 'track' needs views.input = 'segment' (a segment against its track)"
@@ -253,6 +270,20 @@ def expand_path(text: str, base: Path | None = None) -> Path:
         raise ConfigError(f"{text}: an environment variable in it is not set")
     p = Path(expanded)
     return p if p.is_absolute() or base is None else base / p
+
+
+def resolve_paths(config: Config, base: Path | None) -> Config:
+    """``config`` with its data paths expanded and absolute, as ``DIR/config.toml`` records them
+    (so that the copy runs from any folder)."""
+
+    def absolute(text: str) -> str:
+        return os.path.abspath(expand_path(text, base)) if text else text
+
+    d = config.data
+    data = dataclasses.replace(
+        d, audio=[absolute(a) for a in d.audio], labels=absolute(d.labels), cache=absolute(d.cache)
+    )
+    return dataclasses.replace(config, data=data)
 
 
 def to_toml(config: Config) -> str:

@@ -2,7 +2,8 @@
 
 ``data.labels`` is a CSV with the columns ``path,label[,split]``; only rows of split
 ``train`` (or without a split) are read, so evaluation labels never leak into pretraining.
-``data.labelled_fraction`` keeps the labels of a fixed, seeded fraction of those tracks.
+``data.labelled_fraction`` keeps the labels of a fixed, seeded fraction of those tracks (at least
+one when the fraction is above 0). A blank label cell leaves its track unlabelled.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ def read_label_rows(config: Config, base: Path | None) -> dict[str, str]:
         for row in reader:
             if (row.get("split") or "train") != "train":
                 continue  # never pretrain on the labels of evaluation splits
+            if not (row["label"] or "").strip():
+                continue  # a blank label marks an unlabelled track, not a class of its own
             rows[os.path.realpath(expand_path(row["path"], path.parent))] = row["label"]
     return rows
 
@@ -106,4 +109,5 @@ def build_labels(config: Config, rows: dict[str, str], paths: list[str], kind: s
 def _labelled_subset(indices: list[int], paths: list[str], fraction: float, seed: int) -> list[int]:
     """A fixed fraction of the labelled tracks, chosen by a seeded hash of their paths."""
     ranked = sorted(indices, key=lambda i: hashlib.sha1(f"{seed}:{paths[i]}".encode()).hexdigest())
-    return sorted(ranked[: round(fraction * len(ranked))])
+    keep = round(fraction * len(ranked))
+    return sorted(ranked[: max(keep, 1) if fraction > 0 else 0])  # a fraction > 0 keeps at least one

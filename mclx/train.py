@@ -28,9 +28,9 @@ from torch import Tensor, nn
 
 from mclx import losses
 from mclx.audio import one_line
-from mclx.augment import augment
+from mclx.augment import Groups, augment
 from mclx.checkpoint import save_encoder
-from mclx.config import Config, load_config, to_toml
+from mclx.config import Config, from_dict, load_config, resolve_paths, to_toml
 from mclx.devices import resolve_device, resolve_precision
 from mclx.distributed import Rank, any_rank, gather, init_from_env, mean_over_ranks, same_on_every_rank
 from mclx.errors import ConfigError, Interrupted, MclxError, TrainingDiverged, UsageError, WeightsError
@@ -159,6 +159,12 @@ def pool_matrix(n_tracks: int, sizes: list[int], device: torch.device) -> Tensor
     return torch.stack(rows).to(device)
 
 
+def view_groups(pool: Tensor, sizes: list[int]) -> Groups:
+    """The view each segment row belongs to (for augmentations drawn per view), from the pooling
+    matrix (views * n_tracks, segments); None when every view is a single segment."""
+    return (pool.argmax(dim=0), pool.shape[0]) if max(sizes) > 1 else None
+
+
 def target_matrix(config: Config, tracks: Tensor, labels: Tensor | None, n_views: int) -> Tensor:
     """(V * B, V * B) target of the loss for global tracks (B,) in view-major order.
 
@@ -209,7 +215,8 @@ def run_training(
     label_rows = read_label_rows(config, base) if config.loss.kind != "ntxent" else None
     if label_rows is not None:
         check_labels_match(config, label_rows, files)
-    state = _read_state(out, config) if resume else None
+    resolved = resolve_paths(config, base)  # what DIR/config.toml and the training state record
+    state = _read_state(out, resolved, base) if resume else None
     rank = init_from_env(_device(config, Rank()).type)
     if config.train.batch_size % rank.world:
         raise ConfigError(
@@ -240,10 +247,16 @@ def run_training(
                   f"cache {cache_root(config, base) / f'{rate}hz'}", file=sys.stderr)  # fmt: skip
         if len(cache.lengths) < 2:
             raise ConfigError(f"data.audio: fewer than two usable tracks ({len(cache.skipped)} skipped)")
-        if not same_on_every_rank(hashlib.sha1("\n".join(cache.paths).encode()).hexdigest()):
+        tracks = hashlib.sha1("\n".join(cache.paths).encode()).hexdigest()
+        if not same_on_every_rank(tracks):
             raise MclxError(
                 "the ranks decoded different sets of tracks (a file failed on one of them); run again"
             )
+        if rank.main and state is not None and state.get("tracks", tracks) != tracks:
+            print(f"mclx train: warning: the tracks differ from those of the run in {out} "
+                  f"({len(cache.paths)} now: files added, removed, changed or failing to decode); the "
+                  "resumed run will not equal one that never stopped", file=sys.stderr)  # fmt: skip
+        identity = {"config": json.dumps(resolved.to_dict()), "tracks": tracks}
         labels = None
         if label_rows is not None:
             kind = "multiclass" if config.loss.kind == "supcon" else config.loss.target
@@ -276,6 +289,7 @@ def run_training(
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
         sizes = view_sizes(config.views)
         pool = pool_matrix(config.train.batch_size // rank.world, sizes, device)
+        groups = view_groups(pool, sizes)
         anchors = _local_rows(len(sizes), config.train.batch_size, rank)
         if isinstance(anchors, Tensor):
             anchors = anchors.to(device)
@@ -287,7 +301,7 @@ def run_training(
         with contextlib.ExitStack() as stack:
             if rank.main:
                 _start_metrics(out, start)
-                atomic_write_bytes(out / "config.toml", to_toml(config).encode())
+                atomic_write_bytes(out / "config.toml", to_toml(resolved).encode())
             stop = stack.enter_context(_stop_on_signals())
             show = not quiet and rank.main and sys.stderr.isatty()
             bar = stack.enter_context(tqdm(total=end, initial=start, unit="step", file=sys.stderr,
@@ -322,7 +336,7 @@ def run_training(
                     gen = torch.Generator(device=device).manual_seed(
                         config.train.seed * 1_000_003 + step * 7919 + rank.rank
                     )
-                    x = augment(x, config.views.augment, gen, config.views.augment_p, rate)
+                    x = augment(x, config.views.augment, gen, config.views.augment_p, rate, groups)
                     model.train()
                     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                         z_local = forward(x, pool)  # (V * b, P), view-major
@@ -358,16 +372,16 @@ def run_training(
                     # Several ranks must agree on the step they stop at: they compare on logging steps.
                     if stop.is_set() if rank.world == 1 else logging and any_rank(stop.is_set(), device):
                         guard()
-                        _checkpoint(out, model, optimizer, done, config, rank)
+                        _checkpoint(out, model, optimizer, done, config, rank, identity)
                         raise Interrupted(f"interrupted after step {done}; add --resume to continue ({out})")
                     if config.train.snapshot_every and done % config.train.snapshot_every == 0:
                         guard()
                         _snapshot(out, model, done, config, rank)
                     if done % config.train.checkpoint_every == 0 and done < end:
                         guard()
-                        _checkpoint(out, model, optimizer, done, config, rank)
+                        _checkpoint(out, model, optimizer, done, config, rank, identity)
                 guard()
-                _checkpoint(out, model, optimizer, done, config, rank)
+                _checkpoint(out, model, optimizer, done, config, rank, identity)
             except KeyboardInterrupt:  # a second signal: stop at once, the last checkpoint stands
                 raise Interrupted(
                     f"stopped during step {done + 1}; --resume continues from the last checkpoint"
@@ -391,8 +405,11 @@ def run_training(
     return summary
 
 
-def _read_state(out: Path, config: Config) -> dict[str, Any]:
-    """The training state to resume from, refused when the configuration has changed."""
+def _read_state(out: Path, config: Config, base: Path) -> dict[str, Any]:
+    """The training state to resume from, refused when the configuration has changed.
+
+    ``config`` has its paths resolved; so have the states written since DIR/config.toml records
+    absolute paths, and an older state's relative ones are resolved from ``base``."""
     path = out / STATE
     if not path.exists():
         raise ConfigError(f"--resume: no checkpoint in {out} ({STATE} is missing)")
@@ -403,6 +420,8 @@ def _read_state(out: Path, config: Config) -> dict[str, Any]:
         raise WeightsError(f"{path}: cannot resume from it ({one_line(exc)})") from None
     if saved is not None:
         now = config.to_dict()
+        with contextlib.suppress(ConfigError):  # a state with other keys is compared as it is
+            saved = resolve_paths(from_dict(saved), base).to_dict()
         changed = [f"{s}.{k}" for s in now for k in now[s] if saved.get(s, {}).get(k, now[s][k]) != now[s][k]]
         changed = [key for key in changed if key not in RESUMABLE_CHANGES]
         if changed:
@@ -513,8 +532,9 @@ def _local_rows(n_views: int, batch: int, rank: Rank) -> Tensor | slice:
 
 
 def _checkpoint(out: Path, model: ContrastiveModel, optimizer: torch.optim.Optimizer, step: int,
-                config: Config, rank: Rank) -> None:  # fmt: skip
-    """Training state and the encoder, each written atomically (rank 0 only)."""
+                config: Config, rank: Rank, identity: dict[str, str]) -> None:  # fmt: skip
+    """Training state and the encoder, each written atomically (rank 0 only). ``identity``: the
+    resolved configuration and a digest of the tracks, which a resume checks."""
     if not rank.main:
         return
     if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
@@ -523,8 +543,7 @@ def _checkpoint(out: Path, model: ContrastiveModel, optimizer: torch.optim.Optim
             "Lower train.lr or set train.precision = 'fp32'"
         )
     buf = io.BytesIO()
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-             "config": json.dumps(config.to_dict())}  # fmt: skip
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step, **identity}
     torch.save(state, buf)
     atomic_write_bytes(out / STATE, buf.getvalue())
     save_encoder(out / "encoder.safetensors", model.encoder, training_config=config.to_dict())

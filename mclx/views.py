@@ -31,8 +31,8 @@ def sample_starts(
 ) -> list[np.ndarray]:
     """Start offsets (samples) of every segment: one (B, K_v) int64 array per view.
 
-    lengths: (B,) track lengths in samples. Segments may run past a short track's end; the
-    loader pads them with zeros.
+    lengths: (B,) track lengths in samples. Only a track shorter than one segment is padded with
+    zeros by the loader; adjacent chunks of a track shorter than all of them overlap.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
     b = len(lengths)
@@ -48,9 +48,12 @@ def sample_starts(
         spread = np.maximum(lengths - segment, 0)[:, None] * (np.arange(k) + 0.5)[None, :] / k
         return [anchor, spread.astype(np.int64)]
     if cfg.positive == "adjacent":
-        k = sizes[0]
-        base = anywhere(np.full(b, segment * k * len(sizes)), (b, 1))
-        return [base + segment * (v * k + np.arange(k))[None, :] for v in range(len(sizes))]
+        k, n = sizes[0], sizes[0] * len(sizes)  # segments per view, segments in all
+        # Chunks follow each other; in a track shorter than n chunks they overlap instead (stride
+        # below a segment), so that no view runs past the end into silence.
+        stride = np.minimum(segment, np.maximum(lengths - segment, 0) // max(n - 1, 1))  # (B,)
+        base = anywhere(stride * (n - 1) + segment, (b, 1))
+        return [base + stride[:, None] * (v * k + np.arange(k))[None, :] for v in range(len(sizes))]
     if cfg.positive == "same":
         first = anywhere(np.full(b, segment), (b, sizes[0]))
         return [first.copy() for _ in sizes]

@@ -72,3 +72,21 @@ def test_delay_adds_an_echo_of_an_impulse() -> None:
         peaks = (row > 0.1).nonzero().flatten().tolist()
         assert peaks[0] == 100 and len(peaks) == 2
         assert 0.010 * RATE <= peaks[1] - 100 <= 0.100 * RATE
+
+
+def test_the_segments_of_one_view_share_their_augmentation() -> None:
+    # 3 views of 4 segments each (a "track" input): rows 0-3, 4-7, 8-11.
+    x = torch.ones(12, 1600)
+    groups = (torch.arange(3).repeat_interleave(4), 3)
+    for seed in range(10):
+        y = augment(x, ["gain", "polarity", "filter", "delay"], gen(seed), 0.5, RATE, groups)
+        per_view = y.reshape(3, 4, -1)
+        assert torch.allclose(per_view, per_view[:, :1].expand_as(per_view)), seed  # same within a view
+    # Different views differ (for some seed), and a group per row draws like no groups at all.
+    y = augment(x, ["gain"], gen(3), 1.0, RATE, groups)
+    assert len({round(float(v), 6) for v in y[::4, 0]}) == 3
+    names = ["gain", "polarity", "noise", "filter", "delay"]
+    single = (torch.arange(12), 12)
+    assert torch.equal(
+        augment(tones(12), names, gen(5), 0.8, RATE, single), augment(tones(12), names, gen(5), 0.8, RATE)
+    )

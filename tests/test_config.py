@@ -13,7 +13,9 @@ from mclx.errors import ConfigError
 def test_a_file_with_overrides(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[model]\narchitecture = "samplecnn"\n[train]\nsteps = 7\nlr = 1\n')
-    c = load_config(path, ["train.steps=9", "views.augment=['gain']", "data.labels=tags.csv"])
+    c = load_config(
+        path, ["train.steps=9", "views.augment=['gain']", "data.labels=tags.csv", "loss.kind=supcon"]
+    )
     assert c.model.architecture == "samplecnn" and c.train.steps == 9
     assert c.train.lr == 1.0 and isinstance(c.train.lr, float)  # an integer where a number is expected
     assert c.views.augment == ["gain"]
@@ -36,6 +38,16 @@ def test_a_file_with_overrides(tmp_path: Path) -> None:
         ("[views]\npositive = 'track'\nn_views = 4\n", r"views\.n_views = 2"),
         ("[views]\npositive = 'same'\naugment = []\n", r"needs augmentations"),
         ("[train]\nsteps = 3\n[train\n", r"not valid TOML"),
+        ("[train]\nlr = nan\n", r"train\.lr: expected a finite number"),
+        ("[views]\nsegment_s = inf\n", r"views\.segment_s: expected a finite number"),
+        ("[train]\nseed = -1\n", r"train\.seed must be 0 or positive"),
+        ("[loss]\nregression_scale = 0\n", r"loss\.regression_scale must be positive"),
+        ("[loss]\nsupervised_weight = -1\n", r"loss\.supervised_weight must be 0 or positive"),
+        ("[data]\nlabels = 'l.csv'\n", r"data\.labels is set but loss\.kind = 'ntxent'"),
+        (
+            "[data]\nlabels = 'l.csv'\n[loss]\nkind = 'supcon'\ntarget = 'multilabel'\n",
+            r"needs loss\.kind = 'semisupcon'",
+        ),
     ],
 )
 def test_bad_configurations_name_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -70,7 +82,13 @@ def test_paths_expand_variables_and_home(tmp_path: Path, monkeypatch: pytest.Mon
 
 def test_the_resolved_copy_loads_back_to_the_same_config(tmp_path: Path) -> None:
     c = load_config(
-        None, ["data.labels='a \"quoted\" path.csv'", "model.channels=[4, 8]", "train.compile=true"]
+        None,
+        [
+            "data.labels='a \"quoted\" path.csv'",
+            "loss.kind='semisupcon'",
+            "model.channels=[4, 8]",
+            "train.compile=true",
+        ],
     )
     path = tmp_path / "resolved.toml"
     path.write_text(to_toml(c))

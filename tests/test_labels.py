@@ -23,7 +23,7 @@ def setup(tmp_path: Path, labels: list[str], splits: list[str] | None = None) ->
 
 
 def labels_of(tmp_path: Path, paths: list[str], kind: str, *overrides: str) -> np.ndarray:
-    config = load_config(None, ["data.labels='labels.csv'", *overrides])
+    config = load_config(None, ["data.labels='labels.csv'", "loss.kind='semisupcon'", *overrides])
     rows = read_label_rows(config, tmp_path)
     return build_labels(config, rows, paths, kind).values
 
@@ -41,6 +41,18 @@ def test_labelled_fraction_keeps_a_seeded_subset(tmp_path: Path) -> None:
     assert (labels_of(tmp_path, paths, "multiclass", "data.labelled_fraction=0.0") == -1).all()
 
 
+def test_a_blank_label_leaves_its_track_unlabelled_for_every_kind(tmp_path: Path) -> None:
+    paths = setup(tmp_path, ["rock", "", " ", "jazz"])
+    assert labels_of(tmp_path, paths, "multiclass").tolist() == [1, -1, -1, 0]  # no class ""
+    assert labels_of(tmp_path, paths, "multilabel").tolist() == [[0, 1], [0, 0], [0, 0], [1, 0]]
+
+
+def test_a_small_labelled_fraction_keeps_at_least_one_label(tmp_path: Path) -> None:
+    paths = setup(tmp_path, ["a", "b", "a", "b"])
+    kept = labels_of(tmp_path, paths, "multiclass", "data.labelled_fraction=0.1")
+    assert (kept >= 0).sum() == 1  # round(0.4) would keep none: semisupcon silently became ntxent
+
+
 def test_every_target_kind(tmp_path: Path) -> None:
     paths = [*setup(tmp_path, ["x;y", "y", "z"]), str(tmp_path / "unlabelled.wav")]
     tags = labels_of(tmp_path, paths, "multilabel")
@@ -56,7 +68,7 @@ def test_every_target_kind(tmp_path: Path) -> None:
 
 def test_a_label_file_that_names_no_audio_is_refused(tmp_path: Path) -> None:
     paths = setup(tmp_path, ["a", "b"])
-    config = load_config(None, ["data.labels='labels.csv'"])
+    config = load_config(None, ["data.labels='labels.csv'", "loss.kind='supcon'"])
     rows = read_label_rows(config, tmp_path)
     check_labels_match(config, rows, paths)
     with pytest.raises(ConfigError, match="names a file"):

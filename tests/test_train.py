@@ -116,6 +116,36 @@ def test_resume_refuses_a_changed_configuration(tmp_path: Path, write_audio: Wri
     assert longer["trained_steps"] == 12
 
 
+def test_the_resolved_config_runs_from_anywhere_and_resumes_its_own_run(
+    tmp_path: Path, write_audio: WriteAudio, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = str(write_config(tmp_path, write_audio))  # data.audio = ["audio"], relative
+    out = tmp_path / "run"
+    run_training(config, str(out), False, [], quiet=True, stop_after=4)
+    resolved = load_config(out / "config.toml")
+    assert resolved.data.audio == [str(tmp_path / "audio")] and resolved.data.cache == str(tmp_path / "cache")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    resumed = run_training(str(out / "config.toml"), str(out), True, [], quiet=True, stop_after=8)
+    assert resumed["trained_steps"] == 4  # the copy is the same run: not refused as changed
+    copy = run_training(str(out / "config.toml"), "copy", False, [], quiet=True, stop_after=2)
+    assert copy["tracks"] == 8
+
+
+def test_resume_warns_when_the_tracks_changed(
+    tmp_path: Path, write_audio: WriteAudio, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(tmp_path, write_audio))
+    out = str(tmp_path / "run")
+    run_training(config, out, False, [], quiet=True, stop_after=4)
+    run_training(config, out, True, [], quiet=True, stop_after=6)
+    assert "tracks differ" not in capsys.readouterr().err
+    write_audio("8.flac", seconds=3, rate=22050, freq=900, seed=8)  # a track added to data.audio
+    run_training(config, out, True, [], quiet=True, stop_after=8)
+    assert "warning: the tracks differ from those of the run" in capsys.readouterr().err
+
+
 def test_samplecnn_resume_from_a_periodic_checkpoint(tmp_path: Path, write_audio: WriteAudio) -> None:
     config = str(write_config(tmp_path, write_audio, arch="samplecnn", channels="[4, 4, 4, 4, 4, 8]",
                               segment="0.2", positive="random"))  # fmt: skip

@@ -24,10 +24,25 @@ def test_same_views_start_together() -> None:
 def test_adjacent_chunks_follow_each_other() -> None:
     views = starts("views.positive='adjacent'", "views.n_views=4")
     assert len(views) == 4
-    for v in range(1, 4):
-        assert np.array_equal(views[v], views[v - 1] + SEG)
     fits = LENGTHS >= 4 * SEG
+    for v in range(1, 4):
+        assert np.array_equal(views[v][fits], views[v - 1][fits] + SEG)
     assert (views[3][fits] + SEG <= LENGTHS[fits, None]).all()
+
+
+def test_adjacent_chunks_of_a_short_track_overlap_instead_of_running_into_silence() -> None:
+    # 4 chunks of 100 need 400 samples: the 250-sample track gets them every 50 samples.
+    views = starts("views.positive='adjacent'", "views.n_views=4")
+    short = int(np.flatnonzero(LENGTHS == 250)[0])
+    firsts = [int(view[short, 0]) for view in views]
+    assert np.diff(firsts).tolist() == [50, 50, 50]
+    assert firsts[-1] + SEG <= 250
+    # Every chunk of every view inside its track, also with several segments per view.
+    cfg = load_config(None, ["views.input='track'", "views.track_segments=3"]).views
+    lengths = np.array([2 * SEG, 5 * SEG, 60 * SEG])
+    for a in range(20):
+        for view in sample_starts(lengths, cfg, SEG, np.random.default_rng(a)):
+            assert (view >= 0).all() and (view + SEG <= lengths[:, None]).all()
 
 
 def test_random_views_stay_inside_the_track() -> None:
