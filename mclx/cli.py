@@ -122,6 +122,7 @@ def embed(
         precision=precision,
         workers=workers,
         resample_in=resample_in,
+        merged_into=output if job else None,
         overwrite=overwrite,
         fail_fast=fail_fast,
         quiet=quiet,
@@ -132,7 +133,7 @@ def embed(
     if job:
         from mclx.distributed import merge_after_barrier
 
-        rows = merge_after_barrier(output, *job)
+        rows = merge_after_barrier(output, *job, order=every)
         if rows is not None:
             _log(f"{output}: merged {rows} files from {job[1]} rank stores in {Path(target).parent}", quiet)
     if as_json:
@@ -313,7 +314,27 @@ def console() -> NoReturn:
 
 
 def _run_app() -> int:
-    """Run the command; return its exit status (other exceptions propagate with their traceback)."""
+    """Run the command; return its exit status (other exceptions propagate with their traceback).
+
+    SIGTERM stops a command as Ctrl-C does, whatever it is doing (exit 130); the embed and train
+    loops catch both themselves to finish the batch in flight first."""
+    import signal
+    import threading
+
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
+    try:
+        return _run_commands()
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run_commands() -> int:
     try:
         app()  # click's standalone mode ends every command with SystemExit
     except SystemExit as done:
@@ -338,12 +359,15 @@ def _leave(status: int) -> NoReturn:
     libcublasLt/libcusparseLt code into memory and take about half a second, even on a machine
     without a GPU. So: flush the standard streams, run the atexit handlers (multiprocessing,
     temporary files, torch's own), then end the process. Without torch, or with a non-daemon
-    thread still running, the exit is Python's usual one.
+    thread still running, the exit is Python's usual one (an interrupt takes the fast exit too).
     """
     import threading
 
     others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    if "torch" not in sys.modules or others:
+    torch_loaded = any(name == "torch" or name.startswith("torch.") for name in sys.modules)
+    # An interrupt (130) that landed while torch was being imported: CPython's own exit would turn
+    # the status into death by SIGINT, torch being half-imported.
+    if others or not (torch_loaded or status == 130):
         sys.exit(status)
     import atexit
     import contextlib

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -81,10 +82,11 @@ def mean_over_ranks(x: Tensor) -> Tensor:
     return x / dist.get_world_size()
 
 
-def merge_after_barrier(output: str, rank: int, world: int) -> int | None:
+def merge_after_barrier(output: str, rank: int, world: int, order: Sequence[str]) -> int | None:
     """Each rank of a torchrun embed calls this after writing its shard store; rank 0 then merges
-    the shard stores into ``output`` (returns its rows) while the others wait, so that the job
-    ends with one store. A gloo group is enough: only barriers go through it."""
+    the shard stores into ``output`` (returns its rows), rows in the inputs' ``order``, while the
+    others wait, so that the job ends with one store. A gloo group is enough: only barriers go
+    through it."""
     from mclx.inputs import shard_store_path
     from mclx.store import merge_stores
 
@@ -94,7 +96,8 @@ def merge_after_barrier(output: str, rank: int, world: int) -> int | None:
     try:
         dist.barrier()  # every shard store is complete
         if rank == 0:
-            rows = merge_stores(output, [shard_store_path(output, r, world) for r in range(world)])
+            shards = [shard_store_path(output, r, world) for r in range(world)]
+            rows = merge_stores(output, shards, order)
     finally:
         dist.barrier()  # nobody leaves before the merge (or its failure)
         dist.destroy_process_group()

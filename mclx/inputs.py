@@ -18,16 +18,21 @@ APPLEDOUBLE = "._ (macOS metadata)"
 
 
 def parse_path_list(stream: TextIO | None = None, null: bool = False) -> list[str]:
-    """Paths read from a stream, one per line (or NUL-separated); blanks and '#' comments skipped."""
+    """Paths read from a stream, one per line (or NUL-separated), as given.
+
+    Lines: blank ones are skipped; a line that names an existing file is that path, whatever it
+    starts or ends with (``#1 hit.wav``, `` lead.wav``); otherwise a line starting with ``#`` is
+    a comment, and other lines lose the spaces around them (indented or padded lists).
+    """
     stream = stream if stream is not None else sys.stdin
     text = stream.read()
-    items = text.split("\0") if null else text.splitlines()
+    if null:
+        return [item for item in text.split("\0") if item]
     paths = []
-    for item in items:
-        item = item if null else item.strip()
-        if not item or (not null and item.startswith("#")):
+    for line in text.splitlines():
+        if not line.strip() or (not os.path.lexists(line) and line.lstrip().startswith("#")):
             continue
-        paths.append(item)
+        paths.append(line if os.path.lexists(line) else line.strip())
     return paths
 
 

@@ -52,6 +52,9 @@ class EmbedSettings:
     # Where audio is resampled to the model's rate: "decoders" (libsoxr, in the decoder processes),
     # "encoder" (a sinc kernel on the encoder's device), "auto": decoders on the CPU, encoder on CUDA.
     resample_in: str = "auto"
+    # The store this run's store will be merged into (a torchrun rank's shard store: OUTPUT.h5);
+    # like the output itself, it must have been made with the same settings unless overwriting.
+    merged_into: str | None = None
 
 
 @dataclass
@@ -159,6 +162,9 @@ class EmbedPlan:
         return int(self.encoder.spec.embedding_dim)
 
 
+MAX_WINDOW_S = 600.0  # a batch of windows is held in memory: 10 minutes of audio per window at most
+
+
 def make_plan(settings: EmbedSettings, argv: Sequence[str] | None = None) -> EmbedPlan:
     """Resolve ``settings`` (device, precision, model, window, hop, batch, decoders); UsageError if bad."""
     from mclx.decoders import default_workers
@@ -170,6 +176,11 @@ def make_plan(settings: EmbedSettings, argv: Sequence[str] | None = None) -> Emb
         raise UsageError(f"--resample-in {settings.resample_in}: expected one of {', '.join(RESAMPLE_IN)}")
     if settings.workers is not None and settings.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if settings.batch_size is not None and settings.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    for flag, value in (("--window", settings.window_s), ("--hop", settings.hop_s)):
+        if value is not None and not (math.isfinite(value) and value <= MAX_WINDOW_S):
+            raise UsageError(f"{flag} {value:g}: expected a number of seconds, at most {MAX_WINDOW_S:g}")
     device = resolve_device(settings.device)
     precision = resolve_precision(settings.precision, device.type)
     loaded = load_model(settings.model)
@@ -185,8 +196,6 @@ def make_plan(settings: EmbedSettings, argv: Sequence[str] | None = None) -> Emb
                 f"{spec.sample_rate} Hz)"
             )
     batch_size = settings.batch_size or (256 if device.type == "cuda" else 32)
-    if batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
     # By default resampling is spread over the decoder processes on the CPU and runs on the GPU
     # there; either way can be chosen on any device (the tests run both on the CPU).
     where = settings.resample_in
@@ -250,13 +259,15 @@ def embed(
     # its journal is kept, and the old store is still the one being replaced.
     resumed_overwrite = journal.pending_overwrite(attrs)
     replacing = settings.overwrite or resumed_overwrite
+    for store in [output, *([settings.merged_into] if settings.merged_into else [])]:
+        if Path(store).exists() and not replacing:
+            bad = settings_mismatch(read_attrs(store), attrs)
+            if bad:
+                raise UsageError(
+                    f"{store}: existing store was made with other settings ({', '.join(bad)}); "
+                    "use --overwrite to replace it"
+                )
     if out_path.exists() and not replacing:
-        bad = settings_mismatch(read_attrs(out_path), attrs)
-        if bad:
-            raise UsageError(
-                f"{output}: existing store was made with other settings ({', '.join(bad)}); "
-                "use --overwrite to replace it"
-            )
         previous = read_keys(out_path)
     try:
         try:
@@ -370,6 +381,9 @@ class _Run:
         from mclx.decoders import DecoderPool
 
         if not self.todo:
+            return
+        if self.plan.settings.fail_fast and any(r is not None and r.status == "failed" for r in self.records):
+            self.stopped_early = True  # an input could not even be stat-ed: the first failure
             return
         workers = self.plan.workers
         threads = torch.get_num_threads()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import json
 import os
 from collections import OrderedDict
@@ -419,13 +420,16 @@ def read_store(path: str | os.PathLike[str]) -> StoreData:
     return StoreData(attrs, records)
 
 
-def merge_stores(output: str, inputs: Iterable[str]) -> int:
+def merge_stores(output: str, inputs: Iterable[str], order: Sequence[str] | None = None) -> int:
     """Join shard stores made with identical settings into ``output``; returns its number of rows.
 
-    Each shard keeps its own order, and shards are interleaved in the order a directory walk
-    lists paths (a folder's files, sorted, before its subfolders, sorted): for shards of one run
-    over directories the result equals the single run's store. A path in several shards keeps
-    its first ``ok`` row. Rows are streamed from the shards, a slice at a time.
+    Row order: with ``order`` (the run's whole input list, as torchrun's rank 0 has it), the
+    inputs' order, then rows of other paths in shard order. Without it, when every shard lists its
+    paths as a directory walk does (a folder's files, sorted, before its subfolders, sorted), the
+    shards are interleaved in walk order: for shards of one run over directories the result equals
+    the single run's store. Otherwise (explicit file lists) the shards follow each other, each in
+    its own order. A path in several shards keeps its first ``ok`` row. Rows are streamed from the
+    shards, a slice at a time; only their keys are held.
     """
     inputs = list(inputs)
     if not inputs:
@@ -437,13 +441,26 @@ def merge_stores(output: str, inputs: Iterable[str]) -> int:
         if bad:
             raise StoreError(f"merge: {path} was made with different settings ({', '.join(bad)})")
         shards.append(read_keys(path))
+    rows: Iterable[FileRecord]
+    if order is not None:
+        position = {p: i for i, p in enumerate(order)}
+        rows = sorted(itertools.chain(*shards), key=lambda r: position.get(r.path, len(position)))
+    elif all(_walk_sorted(shard) for shard in shards):
+        rows = heapq.merge(*shards, key=lambda r: walk_order(r.path))
+    else:
+        rows = itertools.chain(*shards)
     merged: dict[str, FileRecord] = {}
-    for rec in heapq.merge(*shards, key=lambda r: walk_order(r.path)):
+    for rec in rows:
         if rec.path not in merged or merged[rec.path].status != "ok":
             merged[rec.path] = rec
     attrs = dict(first)
     attrs["argv"] = json.dumps(["merge", output, *[str(p) for p in inputs]])
     return write_store(output, attrs, merged.values())
+
+
+def _walk_sorted(records: Sequence[FileRecord]) -> bool:
+    keys = [walk_order(r.path) for r in records]
+    return all(a <= b for a, b in itertools.pairwise(keys))
 
 
 def walk_order(path: str) -> tuple[tuple[int, str], ...]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -121,6 +122,14 @@ def test_torchrun_embed_ends_with_one_store_equal_to_a_single_run(
     shards = sorted(p.name for p in (tmp_path / "out.h5.shards").iterdir() if p.suffix == ".h5")
     assert shards == ["rank-0-of-2.h5", "rank-1-of-2.h5"]
     assert_same_store(tmp_path / "out.h5", tmp_path / "single.h5")
+    # Other settings against the existing out.h5 (its shard stores deleted, as the README allows):
+    # refused on every rank, out.h5 untouched.
+    shutil.rmtree(tmp_path / "out.h5.shards")
+    before = (tmp_path / "out.h5").read_bytes()
+    proc = subprocess.run([*cmd, "--hop", "0.5"], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode != 0
+    assert "out.h5: existing store was made with other settings (hop_s)" in proc.stderr
+    assert (tmp_path / "out.h5").read_bytes() == before
 
 
 def test_rank_variables_alone_do_not_shard_an_embed_run(tmp_path: Path, write_audio: WriteAudio) -> None:

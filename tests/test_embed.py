@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from mclx.pipeline import EmbedSettings, embed
-from mclx.store import read_store
+from mclx.store import merge_stores, read_store
 
 from .conftest import FORMATS, WriteAudio
 
@@ -285,6 +285,38 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(write_audio: WriteAudio
     assert json.loads(resumed.stdout)["skipped"] > 0
     assert_same_store(tmp_path / "ref.h5", out)
     assert not journal.exists()
+
+
+def test_shards_of_an_explicit_file_list_merge_in_its_order_when_given_it(
+    write_audio: WriteAudio, tmp_path: Path
+) -> None:
+    # Not a directory walk: a merge cannot know this order unless it is given it (torchrun's
+    # rank 0 gives it); without it the shards follow each other, each in its own order.
+    names = ["z.wav", "k.wav", "m.wav", "a.wav", "b.wav", "c.wav"]
+    files = [str(write_audio(n, seconds=1.0 + 0.2 * i, freq=200 + 80 * i)) for i, n in enumerate(names)]
+    settings = EmbedSettings(model="mfcc", level="both", quiet=True)
+    embed(files, str(tmp_path / "all.h5"), settings)
+    halves = [files[0::2], files[1::2]]
+    shards = [str(tmp_path / f"s{i}.h5") for i in range(2)]
+    for half, shard in zip(halves, shards, strict=True):
+        embed(half, shard, settings)
+    merge_stores(str(tmp_path / "ordered.h5"), shards, order=files)
+    assert_same_store(tmp_path / "all.h5", tmp_path / "ordered.h5")
+    merge_stores(str(tmp_path / "plain.h5"), shards)
+    assert read_store(tmp_path / "plain.h5").paths == halves[0] + halves[1]
+
+
+def test_fail_fast_stops_at_an_input_that_cannot_be_read_before_any_work(
+    write_audio: WriteAudio, tmp_path: Path
+) -> None:
+    files = [str(tmp_path / "missing.wav")] + [str(write_audio(f"{i}.wav", seconds=1.0)) for i in range(3)]
+    done = run_cli("embed", "-", str(tmp_path / "o.h5"), "--model", "mfcc", "--fail-fast", "--json",
+                   stdin="\n".join(files))  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["ok"] == 0 and summary["failed"] == 1
+    again = run_cli("embed", "-", str(tmp_path / "o.h5"), "--model", "mfcc", "--json", stdin="\n".join(files))
+    assert json.loads(again.stdout)["ok"] == 3  # the rest, without --fail-fast
 
 
 def test_shards_of_nested_folders_merged_equal_a_single_run(write_audio: WriteAudio, tmp_path: Path) -> None:

@@ -58,7 +58,11 @@ def test_defect_1_task_names_and_feature_paths_print_verbatim_in_the_probe_table
     [(["--hop", "0"], "--hop 0: must be at least one sample"),
      (["--hop", "1e-6"], "--hop 1e-06: must be at least one sample"),
      (["--window", "1e-6"], "--window 1e-06: must be at least one sample"),
-     (["--window", "0"], "--window 0: must be at least one sample")],
+     (["--window", "0"], "--window 0: must be at least one sample"),
+     (["--window", "nan"], "--window nan: expected a number of seconds, at most 600"),
+     (["--hop", "inf"], "--hop inf: expected a number of seconds, at most 600"),
+     (["--window", "1e6"], "--window 1e+06: expected a number of seconds, at most 600"),
+     (["--batch-size", "0"], "--batch-size must be at least 1")],
 )  # fmt: skip
 def test_defect_3_zero_window_or_hop_is_a_usage_error_before_any_work(
     tmp_path: Path, write_audio, flags: list[str], message: str

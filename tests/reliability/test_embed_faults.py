@@ -133,6 +133,30 @@ def test_a_damaged_journal_chunk_is_set_aside_and_its_files_embedded_again(
     record(damaged_journal_chunks=1, stores_compared=1)
 
 
+def sigterm_caught(pid: int) -> bool:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+def test_sigterm_before_the_embedding_starts_also_exits_130(corpus: str, tmp_path: Path) -> None:
+    # Signalled as soon as the command handles SIGTERM: while it imports torch and loads the model,
+    # long before the embed loop (which has its own handler) opens the journal.
+    out = tmp_path / "out.h5"
+    proc = start(corpus, out)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and not sigterm_caught(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    assert not out.with_name(out.name + ".journal").exists(), "signalled too late: the test proves nothing"
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert b"interrupted" in stderr
+    resumed = run_cli("embed", corpus, str(out), *ARGS)
+    assert resumed.returncode == 0, resumed.stderr
+
+
 def test_decoders_do_not_outlive_a_killed_parent(corpus: str, tmp_path: Path) -> None:
     out = tmp_path / "out.h5"
     proc = start(corpus, out)

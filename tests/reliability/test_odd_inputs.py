@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from mclx.inputs import expand_inputs, walk_audio
@@ -68,3 +69,16 @@ def test_stdin_listing_with_blanks_comments_and_duplicates(write_audio: WriteAud
     a, b = str(write_audio("a.wav")), str(write_audio("b.wav"))
     listing = io.StringIO(f"\n# comment\n{a}\n  {b}  \n{a}\n\n")
     assert expand_inputs(["-"], stdin=listing) == [a, b]
+
+
+def test_stdin_listing_keeps_names_that_look_like_comments_or_padding(
+    write_audio: WriteAudio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    write_audio("#1 hit.wav")
+    write_audio(" lead.wav")
+    write_audio("c.wav")
+    monkeypatch.chdir(tmp_path / "audio")
+    listing = io.StringIO("#1 hit.wav\n lead.wav\n# a comment\n  c.wav  \n")
+    assert expand_inputs(["-"], stdin=listing) == ["#1 hit.wav", " lead.wav", "c.wav"]
