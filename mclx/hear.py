@@ -47,14 +47,20 @@ class HearModel(nn.Module):
         padded = torch.nn.functional.pad(audio, (half, self.window - half))
         centres = torch.arange(0, max(n, 1), self.hop, device=audio.device)
         frames = padded.unfold(1, self.window, self.hop)[:, : len(centres)]  # frame k starts at k*hop - half
-        return frames, centres.double().cpu() * 1000.0 / self.sample_rate
+        return frames, (centres.double().cpu() * 1000.0 / self.sample_rate).float()  # float32, as HEAR asks
 
     def embed_windows(self, frames: Tensor, batch_size: int = 64) -> Tensor:
-        """(n_sounds, n_windows, window) -> (n_sounds, n_windows, dim)."""
-        n, k, w = frames.shape
-        flat = frames.reshape(n * k, w)
+        """(n_sounds, n_windows, window) -> (n_sounds, n_windows, dim).
+
+        ``frames`` may be an overlapping view of the audio (unfold): only one batch of windows
+        is copied out of it at a time, never all of them (60x the audio at a 3-s window and a
+        50-ms hop)."""
+        n, k, _ = frames.shape
+        rows = torch.arange(n * k, device=frames.device)
         with torch.inference_mode():
-            out = torch.cat([self.encoder(flat[i : i + batch_size]) for i in range(0, n * k, batch_size)])
+            out = torch.cat(
+                [self.encoder(frames[j // k, j % k]) for j in rows.split(batch_size)]
+            )  # (n * k, dim), sound-major
         return out.reshape(n, k, -1).float()
 
 
@@ -70,7 +76,8 @@ def _device(model: HearModel) -> torch.device:
 
 
 def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> tuple[Tensor, Tensor]:
-    """(n_sounds, n_samples) -> (n_sounds, n_timestamps, dim) embeddings, (n_sounds, n_timestamps) ms."""
+    """(n_sounds, n_samples) -> (n_sounds, n_timestamps, dim) embeddings, (n_sounds, n_timestamps)
+    float32 timestamps in ms."""
     frames, centres = model.centred_windows(audio.to(_device(model)).float())
     emb = model.embed_windows(frames)
     return emb, centres.unsqueeze(0).expand(audio.shape[0], -1).to(emb.device)

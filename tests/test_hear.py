@@ -21,6 +21,10 @@ def test_timestamps_are_regular_from_zero_to_the_end() -> None:
     audio = torch.from_numpy(np.stack([tone(4.5, 16000, 440)[:, 0], tone(4.5, 16000, 880)[:, 0]]))
     emb, ts = hear.get_timestamp_embeddings(audio, model)
     assert emb.shape == (2, 90, 80) and ts.shape == (2, 90)  # 0, 50, ..., 4450 ms
+    assert ts.dtype == torch.float32  # as the HEAR API specifies
+    k = 60  # centre 3000 ms of the second sound: its window [1.5 s, 4.5 s)
+    direct = model.encoder(audio[1:, 24000:72000])
+    np.testing.assert_allclose(emb[1, k].numpy(), direct[0].detach().numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ts[0].numpy(), np.arange(90) * 50.0)
     coarse = hear.load_model("mfcc", hop_s=0.5)
     _, ts2 = hear.get_timestamp_embeddings(audio, coarse)

@@ -51,10 +51,11 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
 
 def average_precision(y: np.ndarray, score: np.ndarray) -> float:
     """Area under the step-wise precision-recall curve: sum over distinct thresholds of
-    (recall gain) * precision, tied scores entering together; NaN if y has no positive."""
+    (recall gain) * precision, tied scores entering together. NaN if y has no positive, or no
+    negative (every ranking then scores 1: nothing is measured), as for the ROC-AUC."""
     positive = y > 0
     pos = int(positive.sum())
-    if pos == 0:
+    if pos == 0 or pos == len(positive):
         return math.nan
     order = np.argsort(-score, kind="stable")
     s, hits = score[order], positive[order]

@@ -79,6 +79,7 @@ def run_probe(
     log = _Log(quiet)
 
     t = load_task(task, data, layout, label_field, kind=kind)
+    make_splits(t, np.ones(len(t.paths), dtype=bool), seeds)  # an empty split, too few clips: before work
     notes = list(t.notes)
     counted = f", {len(t.classes)} {'classes' if t.kind == 'single' else 'tags'}" if t.classes else ""
     log(f"probe {t.name}: {t.layout} layout, {t.kind}, {len(t.paths)} clips{counted}")
@@ -86,7 +87,7 @@ def run_probe(
     failed: list[str] = []
     for store in stores:
         if store not in [f.name for f in sets]:
-            sets.append(_from_store(store, store, "embeddings", t))
+            sets.append(_from_store(store, store, "embeddings", t, failed, notes))
     for name, source in [*((m, "model") for m in models), (baseline, "baseline")]:
         if name and name not in [f.name for f in sets]:
             sets.append(_embedded(name, source, t, out, device, quiet, log, notes, failed))
@@ -110,7 +111,9 @@ def run_probe(
                      "between seeds (give --seeds 2 or more)")  # fmt: skip
     heads_run = list(heads.HEADS) if head == "both" else [head]
     test_ids = _test_set_ids(splits)
-    reps = stats.Replicates.draw(test_ids, {i: len(s.test) for i, s in zip(test_ids, splits, strict=True)})
+    sizes = {i: len(s.test) for i, s in zip(test_ids, splits, strict=True)}
+    repetitions = None if t.has_splits else [seed // FOLDS for seed in range(len(splits))]
+    reps = stats.Replicates.draw(test_ids, sizes, repetitions=repetitions)
 
     results: list[dict[str, Any]] = []
     replicates: dict[str, dict[tuple[str, str], np.ndarray]] = {}
@@ -315,8 +318,18 @@ def _num(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _from_store(path: str, name: str, source: str, t: Task) -> Features:
-    """(N, D) clip embeddings of the task's clips, in task order, from an embedding store."""
+def _from_store(
+    path: str,
+    name: str,
+    source: str,
+    t: Task,
+    failed: list[str] | None = None,
+    notes: list[str] | None = None,
+) -> Features:
+    """(N, D) clip embeddings of the task's clips, in task order, from an embedding store.
+
+    With ``failed`` (and ``notes``), the task's clips that the store records as failed are added
+    to them: a probe on a store with failed clips then exits 1, as one that embeds them itself."""
     from mclx.store import read_store
 
     store = read_store(path)
@@ -330,6 +343,11 @@ def _from_store(path: str, name: str, source: str, t: Task) -> Features:
             f"--embeddings {path}: {len(missing)} of the task's {len(t.paths)} clips are not in it, "
             f"e.g. {missing[0]}"
         )
+    if failed is not None:
+        bad = [store.records[r] for r in rows if store.records[r].status != "ok"]
+        failed.extend(f"{name}: {rec.path}: {rec.error}" for rec in bad)
+        if bad and notes is not None:
+            notes.append(f"{name}: {len(bad)} clips failed to embed, e.g. {bad[0].path}: {bad[0].error}")
     dim = int(store.attrs["dim"])
     x = np.full((len(t.paths), dim), np.nan, dtype=np.float32)
     from_segments = False

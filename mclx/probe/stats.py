@@ -3,7 +3,9 @@
 A result is the mean over seeds of a metric computed on each seed's test clips. Its 95%
 interval comes from a two-level bootstrap: every replicate draws the seeds with replacement
 and, for every distinct test set, the test clips with replacement (one draw per test set,
-shared by every seed that tests on it), then recomputes the mean. A paired comparison of two
+shared by every seed that tests on it), then recomputes the mean. With k-fold splits the seeds
+of one repetition test on disjoint folds: whole repetitions are drawn instead of single seeds,
+since drawing folds would count the clips' uncertainty twice. A paired comparison of two
 feature sets uses the *same* replicates for both (same seeds, same clips) and reports the
 percentile interval of the difference and a two-sided bootstrap p-value.
 """
@@ -66,11 +68,24 @@ class Replicates:
 
     @classmethod
     def draw(cls, test_sets: list[int], sizes: dict[int, int], resamples: int = RESAMPLES,
-             seed: int = BOOTSTRAP_SEED) -> Replicates:  # fmt: skip
-        """``test_sets`` (S,): the test set of each seed; ``sizes``: clips in each test set."""
+             seed: int = BOOTSTRAP_SEED, repetitions: list[int] | None = None) -> Replicates:  # fmt: skip
+        """``test_sets`` (S,): the test set of each seed; ``sizes``: clips in each test set.
+
+        ``repetitions`` (S,), for k-fold: which repetition of the folds each seed belongs to. The
+        seeds of one repetition test on disjoint folds, so drawing single seeds would resample
+        clips a second time, on top of the clip draws: whole repetitions are drawn instead (all
+        of equal size), or the seeds are kept as they are (a single or a partial repetition)."""
         rng = np.random.default_rng(seed)
         s = len(test_sets)
-        seeds = rng.integers(0, s, size=(resamples, s))
+        if repetitions is None:
+            seeds = rng.integers(0, s, size=(resamples, s))
+        else:
+            groups = [np.flatnonzero(np.asarray(repetitions) == g) for g in sorted(set(repetitions))]
+            if len(groups) > 1 and len({len(g) for g in groups}) == 1:
+                drawn = rng.integers(0, len(groups), size=(resamples, len(groups)))
+                seeds = np.stack(groups)[drawn].reshape(resamples, -1)
+            else:
+                seeds = np.tile(np.arange(s), (resamples, 1))
         clips = {t: rng.integers(0, n, size=(resamples, n)) for t, n in sorted(sizes.items())}
         return cls(seeds, clips)
 

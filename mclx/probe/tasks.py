@@ -133,7 +133,8 @@ def load_task(
     elif kind not in KINDS:
         raise UsageError(f"--kind {kind}: choose {', '.join(KINDS)}")
     elif kind == "regression":
-        bad = [label for label in rows.labels if not math.isfinite(_number(label) or math.nan)]
+        numbers = [(label, _number(label)) for label in rows.labels]
+        bad = [label for label, v in numbers if v is None or not math.isfinite(v)]
         if bad:
             raise UsageError(f"--kind regression: label {bad[0]!r} of {where} is not a finite number")
     if kind == "single":
@@ -290,11 +291,12 @@ def _read_csv(source: Path, path: Path, label_column: str) -> _Rows:
             split = (row.get("split") or "").strip()
             if not rel:
                 raise UsageError(f"{source}:{line}: empty path")
-            if rel in seen:
-                raise UsageError(f"{source}:{line}: {rel} is already on line {seen[rel]}")
+            file = os.path.realpath(path / rel)  # `a.wav`, `./a.wav` and `/abs/a.wav` are one clip
+            if file in seen:
+                raise UsageError(f"{source}:{line}: {rel} is already on line {seen[file]}")
             if split not in ("", *SPLITS):
                 raise UsageError(f"{source}:{line}: unknown split {split!r} (use train, valid or test)")
-            seen[rel] = line
+            seen[file] = line
             first_empty = first_empty or (line if not label else 0)
             paths.append(str(path / rel))
             labels.append(label)

@@ -97,6 +97,12 @@ def test_undefined_tags_are_left_out_of_the_macro_mean_and_named() -> None:
     assert metrics.undefined_columns(y) == [1]
     assert math.isnan(metrics.roc_auc(np.ones(3), np.arange(3.0)))
     assert math.isnan(metrics.average_precision(np.zeros(3), np.arange(3.0)))
+    # A tag positive on every clip: AP would be 1 for any ranking; left out like its ROC-AUC.
+    assert math.isnan(metrics.average_precision(np.ones(3), np.arange(3.0)))
+    y = np.array([[1, 1], [1, 0], [1, 1], [1, 0]], dtype=np.float32)  # tag 0 always positive
+    s = np.array([[0.1, 0.2], [0.9, 0.8], [0.3, 0.7], [0.5, 0.1]])
+    assert metrics.undefined_columns(y) == [0]
+    assert metrics.macro(metrics.average_precision, y, s) == metrics.average_precision(y[:, 1], s[:, 1])
 
 
 def test_classification_and_regression_metrics() -> None:

@@ -99,6 +99,7 @@ def test_separable_store_features_and_failed_clips(tmp_path: Path) -> None:
     assert result(report, "accuracy")["mean"] >= 0.95 and result(report, "macro_f1")["mean"] >= 0.95
     assert any("2 clips have no features" in w for w in report["warnings"])
     assert sum(report["splits"].values()) == len(y) - 2
+    assert len(report["failed"]) == 2  # so the command exits 1, as when it embeds the clips itself
     cos = result(report, "map_at_10", "cosine")
     assert cos["per_seed"] == [cos["mean"]] * 2  # given splits, nothing trained: the same for every seed
     assert cos["ci95"][0] < cos["mean"] <= cos["ci95"][1]  # yet the finite test set leaves uncertainty
@@ -151,6 +152,17 @@ def test_the_store_must_hold_every_clip(tmp_path: Path) -> None:
     store = write_features(tmp_path / "x.h5", clips[:-1], np.zeros((11, 3)))
     with pytest.raises(UsageError, match="1 of the task's 12 clips are not in it"):
         run_probe("t", str(tmp_path / "t"), None, None, store, None, "linear", 1, None, None, quiet=True)
+
+
+def test_a_missing_split_is_refused_before_any_clip_is_embedded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mclx.probe.run
+
+    write_csv_task(tmp_path / "t", ["a", "b"] * 4, ["train", "test"] * 4)  # no valid split
+    monkeypatch.setattr(mclx.probe.run, "_embedded", lambda *a: pytest.fail("embedded before the check"))
+    with pytest.raises(UsageError, match="the valid split has no clips"):
+        run_probe("t", str(tmp_path / "t"), None, "mfcc", None, None, "linear", 1, None, None, quiet=True)
 
 
 @pytest.mark.parametrize(

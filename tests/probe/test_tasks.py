@@ -117,6 +117,18 @@ def test_csv_naming_missing_audio_or_a_clip_twice_is_an_error(tmp_path: Path) ->
     (root / "labels.csv").write_text("path,label\nclips/c000.wav,a\nclips/c000.wav,b\n")
     with pytest.raises(UsageError, match=r"c000\.wav is already on line 2"):
         load_task("t", str(root), None)
+    # The same clip spelled another way, in another split: leakage, refused the same way.
+    (root / "labels.csv").write_text(
+        f"path,label,split\nclips/c000.wav,a,train\n./clips/c000.wav,a,test\n{root}/clips/c001.wav,b,test\n"
+    )
+    with pytest.raises(UsageError, match=r"\./clips/c000\.wav is already on line 2"):
+        load_task("t", str(root), None)
+
+
+def test_explicit_regression_accepts_a_label_of_zero(tmp_path: Path) -> None:
+    write_csv_task(tmp_path / "t", ["0", "1.5", "0.0", "4"])
+    task = load_task("t", str(tmp_path / "t"), None, kind="regression")
+    assert task.kind == "regression" and task.targets().tolist() == [0.0, 1.5, 0.0, 4.0]
 
 
 def test_integer_csv_labels_are_regression_with_a_note(tmp_path: Path) -> None:
