@@ -1,7 +1,7 @@
 """Learning curves: linear-probe *validation* accuracy of every kept snapshot of training runs.
 
     python -m benchmarks.learning_curves runs/base-ssl runs/base-semi \
-        --plot docs/learning_curves.png --out docs/learning_curves.json
+        --plot docs/mclx-base/learning_curves.png --out docs/mclx-base/learning_curves.json
 
 For each run directory, every ``snapshots/step-NNNNNN.safetensors`` (written by
 ``train.snapshot_every``; step 0 is the random initialisation) embeds the train and valid
