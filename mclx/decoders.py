@@ -144,7 +144,10 @@ class DecoderPool:
         while len(w.assigned) < PREFETCH and self.todo:
             index = self.todo.popleft()
             w.assigned.append(index)
-            w.tasks.send((index, self.paths[index]))
+            try:
+                w.tasks.send((index, self.paths[index]))
+            except OSError:  # the worker has died: _collect replaces it and hands its files on
+                break
         w.last_progress = time.monotonic()
 
     @property
@@ -196,7 +199,12 @@ class DecoderPool:
         now = time.monotonic()
         for w in self.workers:
             if w.assigned and not w.process.is_alive():
-                events.extend(self._replace(w, f"decoder process died (exit code {w.process.exitcode})"))
+                # What it sent before dying counts: a file it finished is not the one it died on.
+                with contextlib.suppress(EOFError, OSError):
+                    while w.assigned and w.results.poll():
+                        events.append(self._receive(w, w.results.recv()))
+                if w.assigned:
+                    events.extend(self._replace(w, f"decoder process died (exit code {w.process.exitcode})"))
             elif w.assigned and now - w.last_progress > self.timeout_s:
                 events.extend(self._replace(w, f"decoding timed out (no progress for {self.timeout_s:g} s)"))
         return events
@@ -209,10 +217,9 @@ class DecoderPool:
         if kind == "block":
             return Event("block", index, block=msg[2])
         w.assigned.popleft()
-        self._fill(w)
-        if kind == "end":
-            return Event("end", index, frames=msg[2])
-        return Event(kind, index, reason=msg[2])
+        event = Event("end", index, frames=msg[2]) if kind == "end" else Event(kind, index, reason=msg[2])
+        self._fill(w)  # never raises: the file's end must not be lost to a worker that died since
+        return event
 
     def _replace(self, w: _Worker, reason: str) -> list[Event]:
         """Kill a stuck or dead worker, fail its current file, hand the rest to a new one."""
