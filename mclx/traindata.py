@@ -19,11 +19,13 @@ import csv
 import fcntl
 import json
 import os
+import shutil
 import sys
 import uuid
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -36,6 +38,7 @@ from mclx.inputs import AUDIO_EXTENSIONS, walk_audio
 FORMAT = 1
 CHUNK_BYTES = 1 << 28  # a kill loses at most this much decoded audio (2.3 h at 16 kHz)
 IN_PROCESS_BYTES = 32 << 20  # less to decode than this: no decoder processes (they take seconds to start)
+SPILL_BYTES = 64 << 20  # a track being decoded moves from memory to a temporary file beyond this
 
 Key = tuple[str, int, int]  # (absolute path, size, mtime_ns)
 
@@ -197,6 +200,46 @@ def _lock(directory: Path, quiet: bool) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+class _Track:
+    """One track's int16 samples as they are decoded: in memory up to SPILL_BYTES, then in a
+    temporary file next to the chunks, so a 10-hour mix costs no more memory than a song."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.parts: list[np.ndarray] = []
+        self.samples = 0
+        self.spill: BinaryIO | None = None
+
+    def add(self, block: np.ndarray) -> None:
+        """Append (k,) int16 samples."""
+        self.samples += len(block)
+        if self.spill is not None:
+            self.spill.write(block.tobytes())
+            return
+        self.parts.append(block)
+        if 2 * self.samples > SPILL_BYTES:
+            self.spill = open(self.directory / f".track-{uuid.uuid4().hex[:16]}.tmp", "w+b")  # noqa: SIM115
+            for part in self.parts:
+                self.spill.write(part.tobytes())
+            self.parts = []
+
+    def write_to(self, f: BinaryIO) -> None:
+        """Copy the samples to ``f`` (a block at a time from the spill file), then drop them."""
+        if self.spill is not None:
+            self.spill.seek(0)
+            shutil.copyfileobj(self.spill, f, 1 << 20)
+        for part in self.parts:
+            f.write(part.tobytes())
+        self.discard()
+
+    def discard(self) -> None:
+        self.parts = []
+        if self.spill is not None:
+            self.spill.close()
+            Path(self.spill.name).unlink(missing_ok=True)
+            self.spill = None
+
+
 class _ChunkWriter:
     """Appends decoded tracks to a new chunk; commits it (audio, then index) every CHUNK_BYTES."""
 
@@ -211,10 +254,11 @@ class _ChunkWriter:
         self.tracks: list[tuple[str, int, int, int, int]] = []
         self.offset = 0
 
-    def add(self, key: Key, pcm: np.ndarray) -> None:
-        self.f.write(pcm.tobytes())
-        self.tracks.append((*key, self.offset, len(pcm)))
-        self.offset += len(pcm)
+    def add(self, key: Key, track: _Track) -> None:
+        samples = track.samples
+        track.write_to(self.f)
+        self.tracks.append((*key, self.offset, samples))
+        self.offset += samples
         if 2 * self.offset >= CHUNK_BYTES:
             self.commit()
             self._start()
@@ -242,13 +286,13 @@ def _fill(directory: Path, files: list[str], keys: dict[str, Key], rate: int, qu
         writer = _ChunkWriter(directory, rate)
         try:
             in_process = sum(keys[f][1] for f in files) < IN_PROCESS_BYTES
-            decoded = (_decode_here if in_process else _decode_in_pool)(files, rate)
+            decoded = (_decode_here if in_process else _decode_in_pool)(files, rate, directory)
             with contextlib.closing(decoded):  # stops the decoder processes on any exception
-                for i, pcm, reason in decoded:
-                    if pcm is None:
+                for i, track, reason in decoded:
+                    if track is None:
                         failed[files[i]] = reason
                     else:
-                        writer.add(keys[files[i]], pcm)
+                        writer.add(keys[files[i]], track)
                     bar.update(1)
         finally:
             writer.commit()  # what was decoded stays, even when interrupted
@@ -259,48 +303,56 @@ def _fill(directory: Path, files: list[str], keys: dict[str, Key], rate: int, qu
     return failed
 
 
-# (file index, (samples,) int16 track or None, reason of a failure)
-Decoded = Generator[tuple[int, np.ndarray | None, str], None, None]
+# (file index, the decoded track or None, reason of a failure)
+Decoded = Generator[tuple[int, _Track | None, str], None, None]
 
 
 def _to_int16(block: np.ndarray) -> np.ndarray:
     return np.clip(np.round(block * 32767.0), -32768, 32767).astype(np.int16)
 
 
-def _decode_here(files: list[str], rate: int) -> Decoded:
+def _decode_here(files: list[str], rate: int, directory: Path) -> Decoded:
     """Decode in this process (small jobs): streamed blocks, resampled as they come."""
     from mclx.audio import decode_blocks
     from mclx.resample import resampled_blocks
 
     for i, path in enumerate(files):
+        track = _Track(directory)
         try:
-            parts = [_to_int16(block) for _, _, block in resampled_blocks(decode_blocks(path), rate)]
+            for _, _, block in resampled_blocks(decode_blocks(path), rate):
+                track.add(_to_int16(block))
         except DecodeError as exc:
+            track.discard()
             yield i, None, str(exc)
             continue
         except Exception as exc:  # a decoder bug must not stop the run: report the file
+            track.discard()
             yield i, None, f"{type(exc).__name__}: {one_line(exc)}"
             continue
-        yield i, np.concatenate(parts) if parts else np.zeros(0, np.int16), ""
+        yield i, track, ""
 
 
-def _decode_in_pool(files: list[str], rate: int) -> Decoded:
+def _decode_in_pool(files: list[str], rate: int, directory: Path) -> Decoded:
     """Decode with the embed pipeline's decoder processes (streamed, resampled in the decoders)."""
     from mclx.decoders import DecoderPool, default_workers
 
-    buffers: dict[int, list[np.ndarray]] = {}
+    tracks: dict[int, _Track] = {}
     pool = DecoderPool(files, list(range(len(files))), default_workers(), resample_to=rate)
     try:
         while pool.busy:
             for ev in pool.poll(0.5):
                 if ev.kind == "start":
-                    buffers[ev.index] = []
+                    tracks[ev.index] = _Track(directory)
                 elif ev.kind == "block" and ev.block is not None:
-                    buffers[ev.index].append(_to_int16(ev.block))
+                    tracks[ev.index].add(_to_int16(ev.block))
                 elif ev.kind == "end":
-                    yield ev.index, np.concatenate(buffers.pop(ev.index, []) or [np.zeros(0, np.int16)]), ""
+                    yield ev.index, tracks.pop(ev.index, None) or _Track(directory), ""
                 elif ev.kind == "error":
-                    buffers.pop(ev.index, None)
+                    failed = tracks.pop(ev.index, None)
+                    if failed is not None:
+                        failed.discard()
                     yield ev.index, None, ev.reason
     finally:
         pool.close()
+        for track in tracks.values():
+            track.discard()

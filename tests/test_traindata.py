@@ -144,3 +144,28 @@ def test_decoder_processes_give_the_same_tracks(
         a = here.segments(np.array([t]), np.array([0]), int(here.lengths[t]))
         b = pool.segments(np.array([t]), np.array([0]), int(pool.lengths[t]))
         np.testing.assert_allclose(a, b, atol=2 / 32768)
+
+
+@pytest.mark.parametrize("in_pool", [False, True])
+def test_a_long_track_is_spilled_to_disk_while_decoded_and_cached_the_same(
+    tmp_path: Path, write_audio: WriteAudio, monkeypatch: pytest.MonkeyPatch, in_pool: bool
+) -> None:
+    import tracemalloc
+
+    files = [str(write_audio("long.flac", seconds=240, rate=RATE, freq=330)), *make(write_audio, 2)]
+    if in_pool:
+        monkeypatch.setattr(mclx.traindata, "IN_PROCESS_BYTES", 0)
+    reference = build_cache(files, RATE, tmp_path / "ref", 1)  # in memory: 7.7 MB of int16 for 240 s
+    monkeypatch.setattr(mclx.traindata, "SPILL_BYTES", 1 << 20)
+    tracemalloc.start()
+    spilled = build_cache(files, RATE, tmp_path / "spilled", 1)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert spilled.lengths.tolist() == reference.lengths.tolist() == [240 * RATE, RATE, RATE]
+    for t in range(3):
+        n = int(reference.lengths[t])
+        a, b = (c.segments(np.array([t]), np.array([0]), n) for c in (reference, spilled))
+        assert np.array_equal(a, b)
+    if not in_pool:  # the decoding is in this process, where tracemalloc sees it
+        assert peak < 5 << 20, peak  # the whole track in memory (twice, to join it) would be 15 MB
+    assert not list((tmp_path / "spilled").rglob("*.tmp"))  # the spill files are gone
