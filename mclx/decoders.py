@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any, cast
@@ -48,13 +48,8 @@ class Event:
     reason: str = ""
 
 
-def _worker_main(tasks: Connection, results: Connection, block_frames: int, resample_to: int | None) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
-    # Codec libraries print warnings on fd 2 (libmpg123 on damaged frames); every failure
-    # reaches the parent as a message instead, so keep the user's terminal clean.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
+def received_tasks(tasks: Connection) -> Iterator[tuple[int, str]]:
+    """The (index, path) tasks a decoder process is sent, until the pool sends None or goes away."""
     while True:
         try:
             task = tasks.recv()
@@ -62,7 +57,17 @@ def _worker_main(tasks: Connection, results: Connection, block_frames: int, resa
             return
         if task is None:
             return
-        index, path = task
+        yield task
+
+
+def _worker_main(tasks: Connection, results: Connection, block_frames: int, resample_to: int | None) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when to stop
+    # Codec libraries print warnings on fd 2 (libmpg123 on damaged frames); every failure
+    # reaches the parent as a message instead, so keep the user's terminal clean.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    for index, path in received_tasks(tasks):
         try:
             _decode_one(index, path, results, block_frames, resample_to)
         except DecodeError as exc:
@@ -189,25 +194,28 @@ class DecoderPool:
         conns = {w.results: w for w in self.workers if w.assigned}
         events: list[Event] = []
         for ready in wait(list(conns), timeout):
-            conn = cast(Connection, ready)
-            w = conns[conn]
-            try:
-                while w.assigned and conn.poll():
-                    events.append(self._receive(w, conn.recv()))
-            except (EOFError, OSError):
+            w = conns[cast(Connection, ready)]
+            if not self._read_waiting(w, events):
                 events.extend(self._replace(w, "decoder process died"))
         now = time.monotonic()
         for w in self.workers:
             if w.assigned and not w.process.is_alive():
                 # What it sent before dying counts: a file it finished is not the one it died on.
-                with contextlib.suppress(EOFError, OSError):
-                    while w.assigned and w.results.poll():
-                        events.append(self._receive(w, w.results.recv()))
+                self._read_waiting(w, events)
                 if w.assigned:
                     events.extend(self._replace(w, f"decoder process died (exit code {w.process.exitcode})"))
             elif w.assigned and now - w.last_progress > self.timeout_s:
                 events.extend(self._replace(w, f"decoding timed out (no progress for {self.timeout_s:g} s)"))
         return events
+
+    def _read_waiting(self, w: _Worker, events: list[Event]) -> bool:
+        """Append the messages waiting on ``w``'s pipe to ``events``; False once the pipe is closed."""
+        try:
+            while w.assigned and w.results.poll():
+                events.append(self._receive(w, w.results.recv()))
+        except (EOFError, OSError):
+            return False
+        return True
 
     def _receive(self, w: _Worker, msg: tuple[Any, ...]) -> Event:
         w.last_progress = time.monotonic()

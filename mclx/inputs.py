@@ -30,9 +30,10 @@ def parse_path_list(stream: TextIO | None = None, null: bool = False) -> list[st
         return [item for item in text.split("\0") if item]
     paths = []
     for line in text.splitlines():
-        if not line.strip() or (not os.path.lexists(line) and line.lstrip().startswith("#")):
-            continue
-        paths.append(line if os.path.lexists(line) else line.strip())
+        if os.path.lexists(line):
+            paths.append(line)
+        elif line.strip() and not line.lstrip().startswith("#"):
+            paths.append(line.strip())
     return paths
 
 

@@ -321,13 +321,10 @@ def _decode_here(files: list[str], rate: int, directory: Path) -> Decoded:
         try:
             for _, _, block in resampled_blocks(decode_blocks(path), rate):
                 track.add(_to_int16(block))
-        except DecodeError as exc:
+        except Exception as exc:  # a decoder bug must not stop the run either: report the file
             track.discard()
-            yield i, None, str(exc)
-            continue
-        except Exception as exc:  # a decoder bug must not stop the run: report the file
-            track.discard()
-            yield i, None, f"{type(exc).__name__}: {one_line(exc)}"
+            reason = str(exc) if isinstance(exc, DecodeError) else f"{type(exc).__name__}: {one_line(exc)}"
+            yield i, None, reason
             continue
         yield i, track, ""
 

@@ -14,20 +14,13 @@ from multiprocessing.connection import Connection
 
 import numpy as np
 
-from mclx.decoders import DecoderPool, _Worker
+from mclx.decoders import DecoderPool, _Worker, received_tasks
 
 from .report import record
 
 
 def stand_in_worker(tasks: Connection, results: Connection, block_frames: int, resample_to: object) -> None:
-    while True:
-        try:
-            task = tasks.recv()
-        except (EOFError, OSError):
-            return
-        if task is None:
-            return
-        index, path = task
+    for index, path in received_tasks(tasks):
         if path == "crash":
             os._exit(3)
         results.send(("start", index, 16000, 16000))
