@@ -1,0 +1,66 @@
+"""python -m studies run STUDY... [--smoke] [--tables-only] [--runs DIR] [--docs DIR] [--data DIR]
+
+Trains every run of the studies (two at a time, one thread each), embeds the probe tasks with
+each trained encoder, probes them against the baselines and writes the evidence to
+``docs/studies/<study>/`` and the tables to ``docs/studies.md``. Killed at any point, the same
+command carries on. ``--tables-only`` rebuilds docs/studies.md from docs/studies/ alone;
+``--smoke`` runs every cell for a few steps (runs and evidence under --runs, docs untouched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from studies import tables
+from studies.runner import Settings, run_studies
+from studies.spec import StudyError, available, load_study
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m studies", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    sub = ap.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run studies end to end (resumable)")
+    run.add_argument("studies", nargs="*", help=f"default: all ({', '.join(available())})")
+    run.add_argument("--runs", default="", help="run directories and stores (default ~/mclx-runs)")
+    run.add_argument("--docs", default="", help="evidence folder (default docs/studies of the repository)")
+    run.add_argument(
+        "--data", default=os.environ.get("MCLX_DATA", ""), help="the corpus (default $MCLX_DATA)"
+    )
+    run.add_argument("--jobs", type=int, default=2, help="jobs at a time, one thread each (default 2)")
+    run.add_argument("--smoke", action="store_true", help="a few steps per cell, one probe seed")
+    run.add_argument("--tables-only", action="store_true", help="rebuild the tables from --docs only")
+    run.add_argument("--quiet", action="store_true")
+    args = ap.parse_args(argv)
+    runs = Path(args.runs or ("~/mclx-runs-smoke" if args.smoke else "~/mclx-runs")).expanduser()
+    docs = (
+        Path(args.docs)
+        if args.docs
+        else (runs / "docs" / "studies" if args.smoke else REPO / "docs" / "studies")
+    )
+    if args.tables_only:
+        print(tables.write(docs), file=sys.stderr)
+        return 0
+    try:
+        studies = [load_study(name) for name in args.studies or available()]
+    except StudyError as exc:
+        print(f"python -m studies: {exc}", file=sys.stderr)
+        return 2
+    if not args.data:
+        print(
+            "python -m studies: set MCLX_DATA or pass --data (the corpus of ../shared/data)", file=sys.stderr
+        )
+        return 2
+    settings = Settings(
+        jobs=args.jobs, smoke=args.smoke, probe_seeds=1 if args.smoke else 5, quiet=args.quiet
+    )
+    return run_studies(studies, runs, docs, Path(args.data).expanduser().resolve(), settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,141 @@
+"""What a study commits: each run's config, metrics, encoder and cost, and the probes of all runs.
+
+``DOCS/<study>/runs/<run>/``: ``config.toml`` (resolved), ``metrics.jsonl``,
+``encoder.safetensors``, ``summary.json`` (steps, batch, examples seen, CPU minutes).
+``DOCS/<study>/probe/<task>.json``: one `mclx probe` over every finished run and the baselines
+(test split, linear head and cosine retrieval, the same seeds and clips for all, so every
+comparison is paired). ``DOCS/<study>/valid.json``: each feature set's linear-probe accuracy on
+the validation splits (how a default would be chosen; the test splits choose nothing).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from studies import derived
+from studies.spec import REFERENCE, Run, Study
+
+KEPT = ("config.toml", "metrics.jsonl", "encoder.safetensors")
+
+
+def keep_run(study: Study, run: Run, layout: Any) -> None:
+    src, dst = layout.run_dir(run), layout.docs / "runs" / run.name
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in KEPT:
+        shutil.copyfile(src / name, dst / name)
+    config = tomllib.loads((src / "config.toml").read_text())
+    done = json.loads((src / "done.json").read_text())
+    last = json.loads((src / "metrics.jsonl").read_text().splitlines()[-1])
+    summary = {
+        "study": study.name,
+        "cell": run.cell.name,
+        "label": run.cell.label,
+        "seed": run.seed,
+        "steps": done["steps"],
+        "batch_size": config["train"]["batch_size"],
+        "examples": done["steps"] * config["train"]["batch_size"],
+        "segments_per_example": _segments(config["views"]),
+        "cpu_minutes": round(done["cpu_s"] / 60, 1),
+        "final_loss": last["loss"],
+    }
+    (dst / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def _segments(views: dict[str, Any]) -> int:
+    """Segments the encoder sees per example (track) and step: the views' sizes added up."""
+    if views["positive"] == "track":
+        return 1 + int(views["track_segments"])
+    k = int(views["track_segments"]) if views["input"] == "track" else 1
+    return k * int(views["n_views"])
+
+
+def finished_runs(study: Study, layout: Any) -> list[Run]:
+    return [r for r in study.runs() if (layout.docs / "runs" / r.name / "summary.json").exists()]
+
+
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def pairs(study: Study, runs: list[Run]) -> list[tuple[str, str]]:
+    """Paired comparisons: every run against each baseline, against the study's first cell (the
+    reference strategy), and every later seed against the first seed of its cell."""
+    names = [r.name for r in runs]
+    first = f"{study.cells[0].name}-s{study.cells[0].seeds[0]}"
+    out = [(r, b) for r in names for b in study.baselines]
+    out += [
+        (r, first) for r in names if r != first and first in names and not r.startswith(study.cells[0].name)
+    ]
+    for r in runs:
+        seed0 = f"{r.cell.name}-s{r.cell.seeds[0]}"
+        if r.seed != r.cell.seeds[0] and seed0 in names:
+            out.append((r.name, seed0))
+    return [(f"{a}.h5", f"{b}.h5") for a, b in out]
+
+
+def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> None:
+    """Probes every task over the finished runs and the baselines; writes the JSONs."""
+    from mclx.probe import run_probe
+
+    runs = finished_runs(study, layout)
+    (layout.docs / "probe").mkdir(parents=True, exist_ok=True)
+    for task, directory in tasks.items():
+        here = layout.store(task, "x").parent
+        names = [f for f in [*study.baselines, *(r.name for r in runs)] if _ready(here / f"{f}.h5")]
+        if not any(n in {r.name for r in runs} for n in names):
+            continue
+        present = [r for r in runs if r.name in names]
+        wanted = [(a, b) for a, b in pairs(study, present) if a[:-3] in names and b[:-3] in names]
+        with _cwd(here):
+            run_probe(
+                task.split(".")[0], str(directory), None, None, [f"{n}.h5" for n in names], None,
+                "linear", seeds, str(layout.docs.resolve() / "probe" / f"{task}.json"), None,
+                quiet=True, compare=wanted,
+            )  # fmt: skip
+    valid = {}
+    for f in [*study.baselines, REFERENCE, *(r.name for r in runs)]:
+        stores = {t: layout.store(t, f) for t in study.tasks}
+        if all(_ready(s) for s in stores.values()):
+            valid[f] = {t: validation_accuracy(str(s), tasks[t]) for t, s in stores.items()}
+    (layout.docs / "valid.json").write_text(json.dumps(valid, indent=1, sort_keys=True) + "\n")
+
+
+def _ready(store: Path) -> bool:
+    return store.exists() and store.with_suffix(".done").exists()
+
+
+def validation_accuracy(store: str, directory: Path) -> float:
+    """Linear-probe accuracy on the valid split (trained on train, L2 chosen on valid): the
+    learning curves' rule, by which mclx-base's step was chosen."""
+    from mclx.probe import heads
+    from mclx.probe.tasks import load_task
+    from mclx.store import read_store
+
+    t = load_task(directory.name, str(directory), None)
+    data = read_store(store)
+    index = {os.path.realpath(p): i for i, p in enumerate(data.paths)}
+    x = data.global_matrix()[[index[os.path.realpath(p)] for p in t.paths]]
+    y, split = t.targets(), np.asarray(t.splits)
+    tr, va = split == "train", split == "valid"
+    xtr, xva = heads.standardise(x[tr], x[va])
+    fitted = heads.fit("linear", "single", xtr, y[tr], xva, y[va], len(t.classes), seed=0)
+    pred = heads.predict(fitted, xva, "single").argmax(axis=1)
+    return round(float((pred == y[va]).mean()), 4)
+
+
+__all__ = ["derived", "finished_runs", "keep_run", "pairs", "refresh", "validation_accuracy"]
