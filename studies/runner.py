@@ -40,7 +40,8 @@ POLL_S = 5.0
 class Layout:
     """Where a study's runs, stores and evidence live."""
 
-    runs: Path  # RUNS/<study>: run directories and embedding stores (outside the repository)
+    runs: Path  # RUNS/<study>: run directories (outside the repository)
+    stores: Path  # RUNS/stores: embedding stores, shared by the studies (baselines once)
     docs: Path  # DOCS/<study>: the evidence committed to the repository
     data: Path  # the corpus ($MCLX_DATA)
 
@@ -48,7 +49,7 @@ class Layout:
         return self.runs / run.name
 
     def store(self, task: str, features: str) -> Path:
-        return self.runs / "stores" / task / f"{features}.h5"
+        return self.stores / task / f"{features}.h5"
 
 
 @dataclass(frozen=True)
@@ -118,11 +119,15 @@ class Scheduler:
         self.log = log
         self.stopping = False
 
-    def push(self, job: Job, front: bool = False) -> None:
-        if front:
-            self.queue.insert(0, job)
-        else:
-            self.queue.append(job)
+    def push(self, job: Job, at: int | None = None) -> None:
+        """Queues ``job`` (at position ``at``, else last); a job with the key of one already
+        queued or running is not started twice: its callback runs when that one ends."""
+        for other in (*self.queue, *self.running):
+            if other.key == job.key:
+                first = other.on_done
+                other.on_done = lambda rc, a=first, b=job.on_done: (a(rc), b(rc))  # type: ignore[misc]
+                return
+        self.queue.insert(len(self.queue) if at is None else at, job)
 
     def _start(self, job: Job) -> None:
         job.started = time.monotonic()
@@ -171,7 +176,10 @@ class Scheduler:
             rc = self._finished(job)
             if rc is not None:
                 self.running.remove(job)
-                job.on_done(rc)
+                try:
+                    job.on_done(rc)
+                except Exception as exc:  # noqa: BLE001 - logged; the other jobs go on
+                    self.log(f"{job.key}: after it ended: {type(exc).__name__}: {exc}")
         while not self.stopping and self.queue and len(self.running) < self.slots:
             self._start(self.queue.pop(0))
         return bool(self.running or (self.queue and not self.stopping))
@@ -201,7 +209,7 @@ class StudyRunner:
     def baseline_jobs(self) -> None:
         for features in (*self.study.baselines, REFERENCE):
             tasks = self.study.tasks if features == REFERENCE else list(self.tasks)
-            self._store_jobs(features, features, tasks, front=False, then=lambda: None)
+            self._store_jobs(features, features, tasks, front=False, then=self.refresh)
 
     def train_job(self, run: Run) -> Job | None:
         d = self.layout.run_dir(run)
@@ -225,7 +233,7 @@ class StudyRunner:
             self.sched.log(f"{self.study.name}/{run.name}: stopped at step {steps}, resuming")
             job = self.train_job(run)
             if job is not None:
-                self.sched.push(job, front=True)
+                self.sched.push(job, at=0)
             return
         if rc != 0 or steps is None or wanted is None or steps < wanted:
             why = f"exit {rc}" if rc else f"stopped at step {steps} of {wanted}"
@@ -283,13 +291,10 @@ class StudyRunner:
                 if self.waiting[features] == 0:
                     all_done()
 
-            key = f"{self.study.name}: embed {task} with {features}"
+            key = f"embed {task} with {features}"
             jobs.append(Job(key, argv, done, stdin="\n".join(paths) + "\n"))
         for i, job in enumerate(jobs):
-            if front:
-                self.sched.queue.insert(i, job)
-            else:
-                self.sched.push(job)
+            self.sched.push(job, at=i if front else None)
 
     def _merge(self, task: str, features: str) -> None:
         store = self.layout.store(task, features)
@@ -306,12 +311,25 @@ class StudyRunner:
         store.with_suffix(".done").write_text("")
 
     def finish(self, run: Run) -> None:
-        """Copy the run's evidence into the repository and refresh the study's probes and tables."""
+        """Copy the run's evidence into the repository and refresh the study's probes."""
         from studies import evidence
 
         evidence.keep_run(self.study, run, self.layout)
-        evidence.refresh(self.study, self.layout, self.tasks, self.settings.probe_seeds)
         self.sched.log(f"{self.study.name}/{run.name}: evidence kept in {self.layout.docs}")
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Probes every task over the finished runs and the baselines ready now. A failure is
+        recorded, not raised: the other jobs go on."""
+        from studies import evidence
+
+        if not evidence.finished_runs(self.study, self.layout):
+            return
+        try:
+            evidence.refresh(self.study, self.layout, self.tasks, self.settings.probe_seeds)
+        except Exception as exc:  # noqa: BLE001 - a probe bug must not stop hours of training
+            self.failed.append(f"{self.study.name}: probing failed: {type(exc).__name__}: {exc}")
+            self.sched.log(self.failed[-1])
 
 
 def _complete(store: Path) -> bool:
@@ -354,15 +372,21 @@ def run_studies(
     sched = Scheduler(settings.jobs, log)
     runners = []
     for study in studies:
-        layout = Layout(runs_root / study.name, docs_root / study.name, data)
+        layout = Layout(runs_root / study.name, runs_root / "stores", docs_root / study.name, data)
         derived.prepare(study, data, log)
         runners.append(StudyRunner(study, layout, settings, sched))
-    for r in runners:
-        r.baseline_jobs()
-    for r, run in interleave(runners):
+    # Training first: the baselines' stores are queued behind the first trainings (a probe
+    # needs them only once a run is trained), the runs' own stores ahead of further training.
+    for i, (r, run) in enumerate(interleave(runners)):
         job = r.train_job(run)
         if job is not None:
             sched.push(job)
+        if i == settings.jobs - 1:
+            for r in runners:
+                r.baseline_jobs()
+    if len(interleave(runners)) < settings.jobs:
+        for r in runners:
+            r.baseline_jobs()
 
     def stop(signum: int, _frame: Any) -> None:
         log(f"signal {signum}: stopping the jobs (the same command resumes)")
@@ -376,6 +400,9 @@ def run_studies(
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+    if not sched.stopping:
+        for r in runners:
+            r.refresh()
     from studies import tables
 
     tables.write(docs_root)
