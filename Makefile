@@ -19,8 +19,8 @@ demo: $(STAMP)
 	$(BIN)/mclx info demo.h5
 
 lint: $(STAMP)
-	$(BIN)/ruff check mclx tests benchmarks examples
-	$(BIN)/ruff format --check mclx tests benchmarks examples
+	$(BIN)/ruff check mclx tests benchmarks examples studies
+	$(BIN)/ruff format --check mclx tests benchmarks examples studies
 	$(BIN)/mypy
 
 # pytest leaves .pytest-finished when its session ends (tests/conftest.py): a test that ended the

@@ -94,6 +94,12 @@ def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> No
 
     runs = finished_runs(study, layout)
     (layout.docs / "probe").mkdir(parents=True, exist_ok=True)
+    described = {
+        "title": study.title, "tasks": list(study.tasks), "baselines": list(study.baselines),
+        "extra_tasks": list(study.extra_tasks), "robustness": list(study.robustness),
+        "runs": [r.name for r in study.runs()],
+    }  # fmt: skip
+    (layout.docs / "study.json").write_text(json.dumps(described, indent=1) + "\n")
     for task, directory in tasks.items():
         here = layout.store(task, "x").parent
         names = [f for f in [*study.baselines, *(r.name for r in runs)] if _ready(here / f"{f}.h5")]
@@ -112,7 +118,7 @@ def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> No
         stores = {t: layout.store(t, f) for t in study.tasks}
         if all(_ready(s) for s in stores.values()):
             valid[f] = {t: validation_accuracy(str(s), tasks[t]) for t, s in stores.items()}
-    (layout.docs / "valid.json").write_text(json.dumps(valid, indent=1, sort_keys=True) + "\n")
+    (layout.docs / "valid.json").write_text(json.dumps(valid, indent=1) + "\n")
 
 
 def _ready(store: Path) -> bool:

@@ -178,7 +178,7 @@ class Scheduler:
                 self.running.remove(job)
                 try:
                     job.on_done(rc)
-                except Exception as exc:  # noqa: BLE001 - logged; the other jobs go on
+                except Exception as exc:  # logged; the other jobs go on
                     self.log(f"{job.key}: after it ended: {type(exc).__name__}: {exc}")
         while not self.stopping and self.queue and len(self.running) < self.slots:
             self._start(self.queue.pop(0))
@@ -327,7 +327,7 @@ class StudyRunner:
             return
         try:
             evidence.refresh(self.study, self.layout, self.tasks, self.settings.probe_seeds)
-        except Exception as exc:  # noqa: BLE001 - a probe bug must not stop hours of training
+        except Exception as exc:  # a probe bug must not stop hours of training
             self.failed.append(f"{self.study.name}: probing failed: {type(exc).__name__}: {exc}")
             self.sched.log(self.failed[-1])
 
@@ -369,6 +369,7 @@ def run_studies(
         if not settings.quiet:
             print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
+    os.environ["MCLX_DATA"] = str(data)  # the cells' configs name the corpus as ${MCLX_DATA}
     sched = Scheduler(settings.jobs, log)
     runners = []
     for study in studies:
