@@ -16,6 +16,9 @@ _LAZY = {
     "load_model": "mclx.models.registry",
     "read_store": "mclx.store",
     "merge_stores": "mclx.store",
+    "search": "mclx.similarity",
+    "build_index": "mclx.similarity",
+    "export_parquet": "mclx.export",
 }
 
 

@@ -188,6 +188,82 @@ def info(
         console.print(Text.assemble(("failed", "red"), f" {path}: {error}"), highlight=False, soft_wrap=True)
 
 
+def _level(level: str) -> str:
+    """Search and export say "segments"; embed's "segment" is accepted too."""
+    return "segments" if level == "segment" else level
+
+
+@app.command()
+def search(
+    store: Annotated[str, typer.Argument(help="The embedding store to search.")],
+    queries: Annotated[
+        list[str], typer.Argument(help="Audio files, paths already in the store, or '-' (paths on stdin).")
+    ],
+    k: Annotated[int, typer.Option("-k", help="Hits per query.")] = 10,
+    level: Annotated[str, typer.Option(help="global (files) | segments (moments).")] = "global",
+    exact: Annotated[bool, typer.Option(help="Brute force even when an index is current.")] = False,
+    include_self: Annotated[bool, typer.Option(help="Let a query's own file be a hit.")] = False,
+    device: Annotated[
+        str, typer.Option(help="Where audio queries are embedded: auto | cpu | cuda.")
+    ] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit and line.")] = False,
+) -> None:
+    """Files or moments of the store that sound like the queries (cosine similarity)."""
+    from mclx.similarity import search as find
+
+    names: list[str] = []
+    for q in queries:
+        names += [line.strip() for line in sys.stdin if line.strip()] if q == "-" else [q]
+    hits = find(store, names, k=k, level=_level(level),
+                exact=exact, include_self=include_self, device=device)  # fmt: skip
+    if as_json:
+        for hit in hits:
+            print(json.dumps(hit.as_json()))
+        return
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table("query", "rank", "path", "score", *(["start_s", "end_s"] if level != "global" else []))
+    for hit in hits:
+        moment = [f"{hit.start_s:.2f}", f"{hit.end_s:.2f}"] if hit.start_s is not None else []
+        table.add_row(Text(hit.query), str(hit.rank), Text(hit.path), f"{hit.score:.4f}", *moment)
+    Console(width=200).print(table)
+
+
+@app.command()
+def index(
+    store: Annotated[str, typer.Argument(help="The embedding store to index.")],
+    level: Annotated[str, typer.Option(help="global | segments")] = "global",
+    quiet: Quiet = False,
+) -> None:
+    """Build the approximate-search (FAISS) index next to the store."""
+    from mclx.similarity import build_index, index_path
+
+    level = _level(level)
+    meta = build_index(store, level)
+    _log(f"{index_path(store, level)}: {meta['rows']} rows, {meta['kind']}", quiet)
+
+
+@app.command()
+def export(
+    store: Annotated[str, typer.Argument(help="The embedding store to export.")],
+    output: Annotated[str, typer.Argument(help="The Parquet file to write.")],
+    level: Annotated[
+        str, typer.Option(help="global (a row per file) | segments (a row per segment).")
+    ] = "global",
+    quiet: Quiet = False,
+) -> None:
+    """Write the store as a Parquet table (pandas, Polars, DuckDB, Ray)."""
+    from mclx.export import export_parquet
+    from mclx.inputs import check_output_writable
+
+    check_output_writable(output)
+    level = _level(level)
+    rows = export_parquet(store, output, level)
+    _log(f"{output}: {rows} rows", quiet)
+
+
 @app.command()
 def merge(
     output: Annotated[str, typer.Argument(help="The merged store to write.")],

@@ -1,0 +1,129 @@
+"""`mclx search` and `mclx index`: exact search equals a numpy reference, the FAISS index finds
+what exact search finds, a stale index is not used, and bad input ends in one line (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mclx import similarity
+from mclx.errors import UsageError
+
+from .conftest import WriteAudio
+from .stores import make_store
+
+
+def reference(db: np.ndarray, q: np.ndarray, k: int, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The slow, obvious answer: every cosine similarity, sorted."""
+    dbn = db / np.linalg.norm(db, axis=1, keepdims=True)
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    s = qn @ dbn.T
+    s[drop] = -np.inf
+    order = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(s, order, axis=1), order
+
+
+def test_exact_search_equals_numpy_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(similarity, "CHUNK", 97)  # many chunks, the last one short
+    x = np.random.default_rng(0).standard_normal((1000, 24)).astype(np.float32)
+    paths = make_store(tmp_path / "s.h5", x, failed=(3, 500))
+    queries = [paths[0], paths[10], paths[999]]
+    hits = similarity.search(str(tmp_path / "s.h5"), queries, k=7)
+    drop = np.zeros((3, 1000), bool)
+    drop[:, [3, 500]] = True  # failed rows are never hits
+    drop[[0, 1, 2], [0, 10, 999]] = True  # nor the query itself
+    scores, order = reference(x, x[[0, 10, 999]], 7, drop)
+    for j, q in enumerate(queries):
+        mine = [h for h in hits if h.query == q]
+        assert [h.rank for h in mine] == list(range(1, 8))
+        assert [h.path for h in mine] == [paths[i] for i in order[j]]
+        np.testing.assert_allclose([h.score for h in mine], scores[j], atol=1e-5)
+    with_self = similarity.search(str(tmp_path / "s.h5"), [paths[10]], k=1, include_self=True)
+    assert with_self[0].path == paths[10] and with_self[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_segment_search_returns_moments(tmp_path: Path) -> None:
+    x = np.random.default_rng(2).standard_normal((40, 16)).astype(np.float32)
+    paths = make_store(tmp_path / "s.h5", x, segments=3)
+    hits = similarity.search(str(tmp_path / "s.h5"), [paths[5]], k=4, level="segments")
+    from mclx.store import read_store
+
+    data = read_store(tmp_path / "s.h5")
+    rows = [(r.path, s, e, v) for r in data.records if r.path != paths[5]
+            for s, e, v in zip(r.starts, r.ends, r.segments, strict=True)]  # fmt: skip
+    scores, order = reference(np.stack([v for *_, v in rows]), x[[5]], 4, np.zeros((1, len(rows)), bool))
+    assert [(h.path, h.start_s, h.end_s) for h in hits] == [rows[i][:3] for i in order[0]]
+    np.testing.assert_allclose([h.score for h in hits], scores[0], atol=1e-5)
+
+
+def test_faiss_index_recall_and_staleness(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("faiss")
+    rng = np.random.default_rng(3)
+    centres = rng.standard_normal((50, 32))
+    x = (centres[rng.integers(0, 50, 4000)] + 0.5 * rng.standard_normal((4000, 32))).astype(np.float32)
+    paths = make_store(tmp_path / "s.h5", x)
+    meta = similarity.build_index(str(tmp_path / "s.h5"))
+    assert meta["rows"] == 4000 and meta["kind"].startswith("HNSW")
+    queries = paths[:200]
+    exact = similarity.search(str(tmp_path / "s.h5"), queries, k=10, exact=True)
+    approx = similarity.search(str(tmp_path / "s.h5"), queries, k=10)
+    truth: dict[str, set[str]] = {}
+    for h in exact:
+        truth.setdefault(h.query, set()).add(h.path)
+    recall = np.mean([h.path in truth[h.query] for h in approx])
+    assert recall >= 0.95
+    assert "stale" not in capsys.readouterr().err
+    make_store(tmp_path / "s.h5", x[:3999])  # the store changed under its index
+    again = similarity.search(str(tmp_path / "s.h5"), queries[:1], k=10)
+    assert "stale" in capsys.readouterr().err
+    assert {h.path for h in again} == truth[queries[0]]  # answered exactly instead
+
+
+def test_bad_input_is_a_usage_error(tmp_path: Path) -> None:
+    x = np.ones((3, 4), np.float32)
+    paths = make_store(tmp_path / "s.h5", x, failed=(0, 1, 2))
+    with pytest.raises(UsageError, match="no embedded rows"):
+        similarity.search(str(tmp_path / "s.h5"), [paths[0]], k=3)
+    make_store(tmp_path / "t.h5", np.eye(3, 4, dtype=np.float32))
+    with pytest.raises(UsageError, match="-k 0"):
+        similarity.search(str(tmp_path / "t.h5"), [paths[0]], k=0)
+    with pytest.raises(UsageError, match="neither a path"):
+        similarity.search(str(tmp_path / "t.h5"), ["/nowhere.wav"], k=1)
+    noise = tmp_path / "noise.wav"
+    noise.write_bytes(b"not audio at all")
+    with pytest.raises(UsageError, match="another model"):  # the store's sha256 is not mfcc's
+        similarity.search(str(tmp_path / "t.h5"), [str(noise)], k=1)
+
+
+def mclx(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "mclx", *args], input=stdin, text=True, capture_output=True)
+
+
+def test_cli_audio_query_json_and_stdin(tmp_path: Path, write_audio: WriteAudio) -> None:
+    folder = tmp_path / "audio"
+    for i, freq in enumerate((220.0, 880.0, 3000.0)):
+        write_audio(f"t{i}.wav", seconds=3.0, freq=freq, directory=folder)
+    done = mclx("embed", str(folder), str(tmp_path / "s.h5"), "--model", "mfcc", "--level", "both", "--quiet")
+    assert done.returncode == 0, done.stderr
+    copy = tmp_path / "query.wav"
+    shutil.copyfile(folder / "t1.wav", copy)  # not in the store: embedded with the store's model
+    out = mclx("search", str(tmp_path / "s.h5"), str(copy), "-k", "2", "--json")
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert lines[0]["path"].endswith("t1.wav") and lines[0]["score"] > 0.999 and lines[0]["rank"] == 1
+    assert [h["rank"] for h in lines] == [1, 2] and "start_s" not in lines[0]
+    listed = mclx("search", str(tmp_path / "s.h5"), "-", "--json", "-k", "1", "--level", "segments",
+                  stdin=f"{folder / 't0.wav'}\n{folder / 't2.wav'}\n")  # fmt: skip
+    hits = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert [h["query"] for h in hits] == [str(folder / "t0.wav"), str(folder / "t2.wav")]
+    assert all("start_s" in h and not h["path"].endswith(Path(h["query"]).name) for h in hits)
+    table = mclx("search", str(tmp_path / "s.h5"), str(folder / "t0.wav"))
+    assert table.returncode == 0 and "t1.wav" in table.stdout
+    bad = mclx("search", str(tmp_path / "s.h5"), str(folder / "t0.wav"), "-k", "0")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
