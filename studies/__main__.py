@@ -36,7 +36,15 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--smoke", action="store_true", help="a few steps per cell, one probe seed")
     run.add_argument("--tables-only", action="store_true", help="rebuild the tables from --docs only")
     run.add_argument("--quiet", action="store_true")
+    again = sub.add_parser("refresh", help="probe one study's finished runs again (the runner's job)")
+    again.add_argument("study")
+    again.add_argument("--runs", required=True)
+    again.add_argument("--docs", required=True)
+    again.add_argument("--data", required=True)
+    again.add_argument("--seeds", type=int, default=5)
     args = ap.parse_args(argv)
+    if args.command == "refresh":
+        return refresh(args)
     runs = Path(args.runs or ("~/mclx-runs-smoke" if args.smoke else "~/mclx-runs")).expanduser()
     docs = (
         Path(args.docs)
@@ -60,6 +68,24 @@ def main(argv: list[str] | None = None) -> int:
         jobs=args.jobs, smoke=args.smoke, probe_seeds=1 if args.smoke else 5, quiet=args.quiet
     )
     return run_studies(studies, runs, docs, Path(args.data).expanduser().resolve(), settings)
+
+
+def refresh(args: argparse.Namespace) -> int:
+    """One study's probes over its finished runs; one refresh of a study at a time (a lock)."""
+    import fcntl
+
+    from studies import derived, evidence
+    from studies.runner import Layout
+
+    study = load_study(args.study)
+    runs, data = Path(args.runs), Path(args.data)
+    layout = Layout(runs / study.name, runs / "stores", Path(args.docs) / study.name, data)
+    layout.docs.mkdir(parents=True, exist_ok=True)
+    layout.runs.mkdir(parents=True, exist_ok=True)
+    with open(layout.runs / "refresh.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        evidence.refresh(study, layout, derived.task_dirs(study, data), args.seeds)
+    return 0
 
 
 if __name__ == "__main__":

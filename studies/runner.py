@@ -29,6 +29,7 @@ from typing import Any
 from studies import derived
 from studies.spec import PROBE_SEEDS, REFERENCE, Run, Study
 
+REPO = Path(__file__).resolve().parent.parent
 SMOKE_OVERRIDES = [
     "train.steps=3", "train.batch_size=4", "train.warmup_steps=0", "train.checkpoint_every=1",
     "train.log_every=1",
@@ -61,8 +62,11 @@ class Settings:
 
 
 def thread_env() -> dict[str, str]:
-    """One thread per job: the jobs share the cores, not each job's operators."""
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    """One thread per job: the jobs share the cores, not each job's operators. The children import
+    this checkout's ``studies`` and ``mclx`` (PYTHONPATH), whatever their working directory."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+            "PYTHONPATH": path}  # fmt: skip
 
 
 def mclx_command() -> list[str]:
@@ -84,6 +88,7 @@ class Job:
     pid: int = 0
     started: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
+    rerun: bool = False  # asked for again while running: a later copy must run after it (refresh)
 
 
 def _proc_cpu_s(pid: int) -> float | None:
@@ -122,7 +127,7 @@ class Scheduler:
     def push(self, job: Job, at: int | None = None) -> None:
         """Queues ``job`` (at position ``at``, else last); a job with the key of one already
         queued or running is not started twice: its callback runs when that one ends."""
-        for other in (*self.queue, *self.running):
+        for other in (*self.queue, *([] if job.rerun else self.running)):
             if other.key == job.key:
                 first = other.on_done
                 other.on_done = lambda rc, a=first, b=job.on_done: (a(rc), b(rc))  # type: ignore[misc]
@@ -319,17 +324,33 @@ class StudyRunner:
         self.refresh()
 
     def refresh(self) -> None:
-        """Probes every task over the finished runs and the baselines ready now. A failure is
-        recorded, not raised: the other jobs go on."""
+        """Queues a probe of every task over the finished runs and the baselines ready then, as a
+        job of its own (`python -m studies refresh`): it takes a core like the others, and the
+        scheduler goes on meanwhile. Requests made while one is queued are one request."""
         from studies import evidence
 
         if not evidence.finished_runs(self.study, self.layout):
             return
-        try:
+        where = ["--runs", str(self.layout.runs.parent), "--docs", str(self.layout.docs.parent)]
+        argv = [sys.executable, "-m", "studies", "refresh", self.study.name, *where,
+                "--data", str(self.layout.data), "--seeds", str(self.settings.probe_seeds)]  # fmt: skip
+
+        def done(rc: int) -> None:
+            if rc != 0:
+                self.failed.append(
+                    f"{self.study.name}: probing failed (exit {rc}, see {self.layout.runs / 'refresh.log'})"
+                )
+                self.sched.log(self.failed[-1])
+
+        job = Job(f"refresh {self.study.name}", argv, done, log=self.layout.runs / "refresh.log", rerun=True)
+        self.sched.push(job, at=0)
+
+    def refresh_now(self) -> None:
+        """The probes of :meth:`refresh`, in this process (the final pass, nothing else running)."""
+        from studies import evidence
+
+        if evidence.finished_runs(self.study, self.layout):
             evidence.refresh(self.study, self.layout, self.tasks, self.settings.probe_seeds)
-        except Exception as exc:  # a probe bug must not stop hours of training
-            self.failed.append(f"{self.study.name}: probing failed: {type(exc).__name__}: {exc}")
-            self.sched.log(self.failed[-1])
 
 
 def _complete(store: Path) -> bool:
@@ -403,7 +424,7 @@ def run_studies(
             signal.signal(s, h)
     if not sched.stopping:
         for r in runners:
-            r.refresh()
+            r.refresh_now()
     from studies import tables
 
     tables.write(docs_root)
