@@ -48,7 +48,8 @@ def test_smoke_runs_both_studies_and_tables_rebuild(mini_corpus: Path, tmp_path:
     again = studies("run", "--tables-only", "--docs", str(docs), cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert (tmp_path / "docs" / "studies.md").read_text() == text
-    # A second run finds everything done and starts nothing.
+    # A second run finds every run trained and every store embedded: it only probes again.
     rerun = studies("run", "choi", "semisupcon", *flags, cwd=tmp_path)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert "started" not in rerun.stderr
+    assert "train: started" not in rerun.stderr and "embed" not in rerun.stderr
+    assert (tmp_path / "docs" / "studies.md").read_text() == text
