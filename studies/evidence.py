@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import tomllib
 from collections.abc import Iterator
@@ -45,9 +46,17 @@ def keep_run(study: Study, run: Run, layout: Any) -> None:
         "examples": done["steps"] * config["train"]["batch_size"],
         "segments_per_example": _segments(config["views"]),
         "cpu_minutes": round(done["cpu_s"] / 60, 1),
+        "train_wall_minutes": round(_train_seconds(src / "train.log") / 60, 1),
         "final_loss": last["loss"],
     }
     (dst / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def _train_seconds(log: Path) -> float:
+    """Wall seconds of training, added up over the run's sessions (each ends with a summary line
+    'N steps in S s'; a session killed before it leaves none, so this may undercount)."""
+    found = re.findall(r"(\d+) steps in ([\d.]+) s", log.read_text()) if log.exists() else []
+    return sum(float(seconds) for _, seconds in found)
 
 
 def _segments(views: dict[str, Any]) -> int:

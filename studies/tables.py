@@ -90,10 +90,15 @@ def study_section(folder: Path) -> list[str]:
     rows = []
     for name, s in runs.items():
         budget = f"{s['steps']} x {s['batch_size']} = {s['examples']:,}"
+        wall = s.get("train_wall_minutes")
         rows.append([name, s["label"], str(s["seed"]), budget, str(s["segments_per_example"]),
-                     f"{s['cpu_minutes']:.0f}", f"{s['final_loss']:.3f}"])  # fmt: skip
+                     f"{s['cpu_minutes']:.0f}", "" if wall is None else f"{wall:.0f}",
+                     f"{s['final_loss']:.3f}"])  # fmt: skip
     lines += _table(["run", "strategy", "seed", "steps x batch = tracks", "segments per track",
-                     "CPU minutes", "final loss"], rows)  # fmt: skip
+                     "CPU minutes", "training wall minutes", "final loss"], rows)  # fmt: skip
+    lines += ["CPU minutes: user + system time of the training process, sampled every 5 s by the runner "
+              "(a run whose process outlived a stopped runner is undercounted); training wall minutes: "
+              "from the run's own summary lines, one thread, beside one other job.", ""]  # fmt: skip
     features = [*(r for r in runs), *study["baselines"]]
     cols = _columns(study, reports)
     lines += ["### Test splits", ""]
