@@ -30,6 +30,8 @@ KEPT = ("config.toml", "metrics.jsonl", "encoder.safetensors")
 
 def keep_run(study: Study, run: Run, layout: Any) -> None:
     src, dst = layout.run_dir(run), layout.docs / "runs" / run.name
+    if "restored" in json.loads((src / "done.json").read_text()):
+        return  # its evidence is where it came from
     dst.mkdir(parents=True, exist_ok=True)
     for name in KEPT:
         shutil.copyfile(src / name, dst / name)
@@ -50,6 +52,22 @@ def keep_run(study: Study, run: Run, layout: Any) -> None:
         "final_loss": last["loss"],
     }
     (dst / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+
+
+def restore_run(run: Run, layout: Any) -> bool:
+    """A run directory rebuilt from the run's committed evidence, so that a runner on another
+    machine (or after the run directories were lost) embeds and probes it again without
+    training it again. False when there is no evidence of this run."""
+    src, dst = layout.docs / "runs" / run.name, layout.run_dir(run)
+    if not (src / "summary.json").exists() or (dst / "done.json").exists():
+        return False
+    summary = json.loads((src / "summary.json").read_text())
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in KEPT:
+        shutil.copyfile(src / name, dst / name)
+    done = {"steps": summary["steps"], "cpu_s": summary["cpu_minutes"] * 60, "restored": str(src)}
+    (dst / "done.json").write_text(json.dumps(done) + "\n")
+    return True
 
 
 def _train_seconds(log: Path) -> float:
@@ -153,4 +171,4 @@ def validation_accuracy(store: str, directory: Path) -> float:
     return round(float((pred == y[va]).mean()), 4)
 
 
-__all__ = ["derived", "finished_runs", "keep_run", "pairs", "refresh", "validation_accuracy"]
+__all__ = ["derived", "finished_runs", "keep_run", "pairs", "refresh", "restore_run", "validation_accuracy"]

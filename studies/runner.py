@@ -2,7 +2,9 @@
 
 Resumable at any point. A run's directory (``RUNS/<study>/<run>/``) is an ordinary `mclx train`
 output: a finished run has ``done.json``, an interrupted one ``state.pt`` and is resumed with
-``--resume``. Training processes are started in their own session, so a runner killed with
+``--resume``. A run whose directory is gone but whose evidence is committed (another machine,
+a later session) is restored from the evidence: embedded and probed again, never retrained.
+Training processes are started in their own session, so a runner killed with
 SIGKILL leaves them running; the next runner finds them by their directory's lock and waits
 for them instead of starting a second copy. SIGINT/SIGTERM stop the runner and its children
 cleanly (`mclx train` checkpoints and exits 130).
@@ -90,6 +92,10 @@ class Job:
     cpu: dict[str, float] = field(default_factory=dict)
     rerun: bool = False  # asked for again while running: a later copy must run after it (refresh)
 
+    @property
+    def training(self) -> bool:
+        return self.lock is not None  # only a training job holds a run directory's lock
+
 
 def _proc_cpu_s(pid: int) -> float | None:
     """utime + stime + cutime + cstime of a process, in seconds; None once it is gone."""
@@ -115,7 +121,9 @@ def lock_held(path: Path) -> bool:
 
 
 class Scheduler:
-    """At most ``slots`` jobs at a time, taken from the front of the queue."""
+    """At most ``slots`` jobs at a time, taken from the front of the queue, except that training
+    never waits behind a backlog of other jobs: while no training job runs, a free slot takes the
+    first training job queued (embedding and probing fill the other slots)."""
 
     def __init__(self, slots: int, log: Callable[[str], None]) -> None:
         self.slots = slots
@@ -186,8 +194,13 @@ class Scheduler:
                 except Exception as exc:  # logged; the other jobs go on
                     self.log(f"{job.key}: after it ended: {type(exc).__name__}: {exc}")
         while not self.stopping and self.queue and len(self.running) < self.slots:
-            self._start(self.queue.pop(0))
+            self._start(self.queue.pop(self._next()))
         return bool(self.running or (self.queue and not self.stopping))
+
+    def _next(self) -> int:
+        if not any(j.training for j in self.running):
+            return next((i for i, j in enumerate(self.queue) if j.training), 0)
+        return 0
 
     def stop(self) -> None:
         """SIGTERM every child (training checkpoints and exits 130) and wait for them."""
@@ -217,8 +230,10 @@ class StudyRunner:
             self._store_jobs(features, features, tasks, front=False, then=self.refresh)
 
     def train_job(self, run: Run) -> Job | None:
+        from studies import evidence
+
         d = self.layout.run_dir(run)
-        if (d / "done.json").exists():
+        if (d / "done.json").exists() or evidence.restore_run(run, self.layout):
             self._after_training(run)
             return None
         d.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,55 @@
+"""The study runner's scheduler and its restore of runs from committed evidence."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from studies import evidence
+from studies.runner import Job, Layout, Scheduler
+from studies.spec import Cell, Run
+
+
+def _job(key: str, tmp: Path, training: bool, ended: list[str]) -> Job:
+    lock = tmp / key / ".lock" if training else None
+    if lock:
+        lock.parent.mkdir()
+    return Job(key, [sys.executable, "-c", "pass"], lambda rc: ended.append(key), lock=lock)
+
+
+def test_training_does_not_wait_behind_other_jobs(tmp_path: Path) -> None:
+    started: list[str] = []
+    ended: list[str] = []
+    sched = Scheduler(2, lambda m: started.append(m.split(":")[0]) if "started" in m else None)
+    for key in ("embed a", "embed b", "embed c"):
+        sched.push(_job(key, tmp_path, False, ended))
+    sched.push(_job("train x", tmp_path, True, ended))
+    sched.push(_job("train y", tmp_path, True, ended))
+    while sched.step():
+        for job in sched.running:  # every started job ends before the next step
+            assert job.proc is not None
+            job.proc.wait()
+    # A free slot goes to the first training job while none trains, else to the queue's head.
+    assert started == ["train x", "embed a", "train y", "embed b", "embed c"]
+    assert sorted(ended) == sorted(started)
+
+
+def test_run_restored_from_evidence_is_not_trained_or_rewritten(tmp_path: Path) -> None:
+    layout = Layout(tmp_path / "runs" / "s", tmp_path / "runs" / "stores", tmp_path / "docs" / "s", tmp_path)
+    run = Run("s", Cell("c", tmp_path / "c.toml", "a cell", (0,)), 0)
+    assert not evidence.restore_run(run, layout)  # nothing committed: nothing to restore
+    kept = layout.docs / "runs" / run.name
+    kept.mkdir(parents=True)
+    for name in evidence.KEPT:
+        (kept / name).write_bytes(name.encode())
+    summary = {"steps": 400, "cpu_minutes": 12.5, "final_loss": 1.0}
+    (kept / "summary.json").write_text(json.dumps(summary))
+    assert evidence.restore_run(run, layout)
+    d = layout.run_dir(run)
+    assert all((d / n).read_bytes() == n.encode() for n in evidence.KEPT)
+    done = json.loads((d / "done.json").read_text())
+    assert done["steps"] == 400 and done["cpu_s"] == 750.0
+    assert not evidence.restore_run(run, layout)  # once only
+    evidence.keep_run(None, run, layout)  # type: ignore[arg-type]  # restored: left as committed
+    assert json.loads((kept / "summary.json").read_text()) == summary
