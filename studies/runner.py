@@ -234,6 +234,7 @@ class StudyRunner:
 
         d = self.layout.run_dir(run)
         if (d / "done.json").exists() or evidence.restore_run(run, self.layout):
+            evidence.keep_run(self.study, run, self.layout)
             self._after_training(run)
             return None
         d.mkdir(parents=True, exist_ok=True)
@@ -265,6 +266,10 @@ class StudyRunner:
             json.dumps({"steps": steps, "cpu_s": round(sum(cpu.values()), 1)}) + "\n"
         )
         self.sched.log(f"{self.study.name}/{run.name}: trained ({steps} steps)")
+        from studies import evidence
+
+        evidence.keep_run(self.study, run, self.layout)  # kept at once: the stores may take a while
+        self.sched.log(f"{self.study.name}/{run.name}: evidence kept in {self.layout.docs}")
         self._after_training(run)
 
     def _after_training(self, run: Run) -> None:
@@ -272,7 +277,7 @@ class StudyRunner:
         if run.cell.name not in self.study.robust_cells or run.seed != run.cell.seeds[0]:
             tasks = [t for t in tasks if not derived.is_corrupted(t)]
         encoder = str(self.layout.run_dir(run) / "encoder.safetensors")
-        self._store_jobs(run.name, encoder, tasks, front=True, then=lambda: self.finish(run))
+        self._store_jobs(run.name, encoder, tasks, front=True, then=self.refresh)
 
     def _store_jobs(
         self, features: str, model: str, tasks: list[str], front: bool, then: Callable[[], None]
@@ -329,14 +334,6 @@ class StudyRunner:
         ]
         subprocess.run(argv, check=True, env=thread_env(), stdout=subprocess.DEVNULL)
         store.with_suffix(".done").write_text("")
-
-    def finish(self, run: Run) -> None:
-        """Copy the run's evidence into the repository and refresh the study's probes."""
-        from studies import evidence
-
-        evidence.keep_run(self.study, run, self.layout)
-        self.sched.log(f"{self.study.name}/{run.name}: evidence kept in {self.layout.docs}")
-        self.refresh()
 
     def refresh(self) -> None:
         """Queues a probe of every task over the finished runs and the baselines ready then, as a

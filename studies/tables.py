@@ -86,6 +86,10 @@ def study_section(folder: Path) -> list[str]:
             f"Not finished yet ({len(missing)} of {len(study['runs'])} runs): {', '.join(missing)}.",
             "",
         ]
+    probed = {f["name"].removesuffix(".h5") for r in reports.values() for f in r["features"]}
+    unprobed = [r for r in runs if r not in probed]
+    if unprobed:
+        lines += [f"Trained, not probed yet: {', '.join(unprobed)}.", ""]
     lines += ["### Runs and their cost", ""]
     rows = []
     for name, s in runs.items():
