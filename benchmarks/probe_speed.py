@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mclx.probe import run_probe
+from mclx.probe import ProbeSettings, run_probe
 from mclx.probe.run import _cache_path
 from mclx.probe.tasks import load_task
 
@@ -32,14 +32,15 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results = str(out / f"{args.task}.json")
     t0 = time.perf_counter()
-    run_probe(args.task, None, None, args.model, None, None, "linear", 1, results, None, quiet=True)
+    run_probe(ProbeSettings(args.task, models=(args.model,), head="linear", seeds=1, out=results, quiet=True))
     embed_s = time.perf_counter() - t0  # embedding (or reading the cache) plus one linear probe
     store = _cache_path(args.model, load_task(args.task, None, None), results)
     twin = out / "twin.h5"
     shutil.copyfile(store, twin)
     t0 = time.perf_counter()
-    report = run_probe(args.task, None, None, None, [str(store), str(twin)], None, "both", args.seeds, None,
-                       None, quiet=True)  # fmt: skip
+    report = run_probe(
+        ProbeSettings(args.task, embeddings=(str(store), str(twin)), seeds=args.seeds, quiet=True)
+    )
     probe_s = time.perf_counter() - t0
     print(json.dumps({"task": args.task, "features": args.model, "clips": sum(report["splits"].values()),
                       "dim": report["features"][0]["dim"], "seeds": args.seeds, "feature_sets": 2,

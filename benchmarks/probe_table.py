@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mclx.probe import run_probe
+from mclx.probe import ProbeSettings, run_probe
 from mclx.probe.report import cell
 
 TASKS = ("notes", "genre", "gamesrc")
@@ -125,10 +125,10 @@ def main() -> None:
         t0 = time.monotonic()
         plot = str(out / f"{task}.png") if args.plot else None
         results = str(out / f"{task}.json")
-        report = run_probe(
-            task, None, None, args.model, None, "mfcc", "both", args.seeds, results, plot,
-            device=args.device, quiet=True, compare=compare,
-        )  # fmt: skip
+        report = run_probe(ProbeSettings(
+            task, models=tuple(args.model), baseline="mfcc", seeds=args.seeds, out=results, plot=plot,
+            device=args.device, quiet=True, compare=tuple(compare),
+        ))  # fmt: skip
         reports.append(report)
         print(f"{task}: {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     print(f"total: {time.monotonic() - started:.0f} s", file=sys.stderr)

@@ -29,7 +29,7 @@ import numpy as np
 
 from mclx import search
 from mclx.probe import metrics
-from mclx.probe.run import run_probe
+from mclx.probe.run import ProbeSettings, run_probe
 from mclx.probe.tasks import load_task, resolve_data
 from mclx.store import read_store
 
@@ -63,7 +63,10 @@ def reference_precision(store: str, test: list[str], db: list[str], labels: dict
 def probe_precision(stores: list[str], data: str) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "probe.json"
-        report = run_probe("gamesrc", data, None, None, stores, None, "linear", 1, str(out), None, quiet=True)
+        s = ProbeSettings(
+            "gamesrc", data, embeddings=tuple(stores), head="linear", seeds=1, out=str(out), quiet=True
+        )
+        report = run_probe(s)
     return {
         r["features"]: r["mean"]
         for r in report["results"]

@@ -360,7 +360,7 @@ def probe(
 ) -> None:
     """Linear and MLP probes of embeddings on a labelled task, with paired comparisons."""
     from mclx.errors import UsageError
-    from mclx.probe import run_probe
+    from mclx.probe import ProbeSettings, run_probe
 
     pairs = []
     for item in compare or []:
@@ -368,10 +368,11 @@ def probe(
         if not sep or not a or not b:
             raise UsageError(f"--compare {item}: expected A,B (two feature names)")
         pairs.append((a, b))
-    results = run_probe(
-        task, data, layout, model, embeddings, baseline, head, seeds, out, plot,
-        label_field=label, device=device, quiet=quiet, kind=kind, compare=pairs,
+    settings = ProbeSettings(
+        task, data, layout, tuple(model or ()), tuple(embeddings or ()), baseline, head, seeds, out, plot,
+        label_field=label, device=device, quiet=quiet, kind=kind, compare=tuple(pairs),
     )  # fmt: skip
+    results = run_probe(settings)
     if as_json:
         print(json.dumps(results))
     if results["failed"]:

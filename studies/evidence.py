@@ -117,7 +117,7 @@ def pairs(study: Study, runs: list[Run]) -> list[tuple[str, str]]:
 
 def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> None:
     """Probes every task over the finished runs and the baselines; writes the JSONs."""
-    from mclx.probe import run_probe
+    from mclx.probe import ProbeSettings, run_probe
 
     runs = finished_runs(study, layout)
     (layout.docs / "probe").mkdir(parents=True, exist_ok=True)
@@ -135,11 +135,10 @@ def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> No
         present = [r for r in runs if r.name in names]
         wanted = [(a, b) for a, b in pairs(study, present) if a[:-3] in names and b[:-3] in names]
         with _cwd(here):
-            run_probe(
-                task.split(".")[0], str(directory), None, None, [f"{n}.h5" for n in names], None,
-                "linear", seeds, str(layout.docs.resolve() / "probe" / f"{task}.json"), None,
-                quiet=True, compare=wanted,
-            )  # fmt: skip
+            out = str(layout.docs.resolve() / "probe" / f"{task}.json")
+            stores = tuple(f"{n}.h5" for n in names)
+            run_probe(ProbeSettings(task.split(".")[0], str(directory), embeddings=stores, head="linear",
+                                    seeds=seeds, out=out, quiet=True, compare=tuple(wanted)))  # fmt: skip
     valid = {}
     for f in [*study.baselines, REFERENCE, *(r.name for r in runs)]:
         stores = {t: layout.store(t, f) for t in study.tasks}

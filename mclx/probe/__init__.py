@@ -1,5 +1,5 @@
 """`mclx probe`: how good is an embedding? Linear and MLP probes on labelled tasks."""
 
-from mclx.probe.run import run_probe
+from mclx.probe.run import ProbeSettings, run_probe
 
-__all__ = ["run_probe"]
+__all__ = ["ProbeSettings", "run_probe"]

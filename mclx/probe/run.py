@@ -45,73 +45,109 @@ class Features:
                 "aggregation": self.aggregation}  # fmt: skip
 
 
-def run_probe(
-    task: str,
-    data: str | None,
-    layout: str | None,
-    model: str | list[str] | None,
-    embeddings: str | list[str] | None,
-    baseline: str | None,
-    head: str,
-    seeds: int,
-    out: str | None,
-    plot: str | None,
-    label_field: str | None = None,
-    device: str = "auto",
-    quiet: bool = False,
-    kind: str | None = None,
-    compare: list[tuple[str, str]] | None = None,
-) -> dict[str, Any]:
-    """Returns the results dict of the contract (also written to ``out`` if given) and prints
-    the rich table to stderr unless ``quiet``. Raises UsageError for bad flags or bad tasks.
+@dataclass(frozen=True)
+class ProbeSettings:
+    """Everything one probe run is asked for, as `mclx probe`'s flags give it.
 
-    ``model`` and ``embeddings`` may name several feature sets; each is compared with the
-    baseline, and ``compare`` adds pairs (a, b) of feature names (a minus b)."""
+    ``models`` and ``embeddings`` may name several feature sets (none at all, and no baseline:
+    the default model); each is compared with ``baseline``, and ``compare`` adds pairs (a, b) of
+    feature names (a minus b). :meth:`check` refuses, before any work, a flag that cannot be
+    honoured."""
+
+    task: str
+    data: str | None = None
+    layout: str | None = None
+    models: tuple[str, ...] = ()
+    embeddings: tuple[str, ...] = ()
+    baseline: str | None = None
+    head: str = "both"
+    seeds: int = 5
+    out: str | None = None
+    plot: str | None = None
+    label_field: str | None = None
+    device: str = "auto"
+    quiet: bool = False
+    kind: str | None = None
+    compare: tuple[tuple[str, str], ...] = ()
+
+    def feature_names(self) -> list[str]:
+        """The feature sets in the order they are probed, each once (a name given twice is one)."""
+        from mclx.models.registry import default_model_name
+
+        models = self.models or (() if self.embeddings or self.baseline else (default_model_name(),))
+        return list(dict.fromkeys([*self.embeddings, *models, *([self.baseline] if self.baseline else [])]))
+
+    def check(self) -> None:
+        """Fail before any work on a flag that cannot be honoured."""
+        from mclx.devices import resolve_device
+        from mclx.inputs import check_output_writable
+
+        if self.head not in (*heads.HEADS, "both"):
+            raise UsageError(f"--head {self.head}: choose linear, mlp or both")
+        if self.seeds < 1:
+            raise UsageError(f"--seeds {self.seeds}: must be at least 1")
+        if self.kind not in (None, *KINDS):
+            raise UsageError(f"--kind {self.kind}: choose {', '.join(KINDS)}")
+        if self.baseline not in (None, "mfcc"):
+            raise UsageError(f"--baseline {self.baseline}: the only baseline is mfcc")
+        for store in self.embeddings:
+            if not os.path.isfile(store):
+                raise UsageError(f"--embeddings {store}: no such file")
+        names = self.feature_names()
+        for a, b in self.compare:
+            unknown = [n for n in (a, b) if n not in names]
+            if unknown:
+                raise UsageError(f"--compare {a},{b}: {unknown[0]} is not one of the feature sets "
+                                 f"({', '.join(names)})")  # fmt: skip
+        for flag, path in (("--out", self.out), ("--plot", self.plot)):
+            if path:
+                try:
+                    check_output_writable(path)
+                except UsageError as exc:
+                    raise UsageError(f"{flag} {exc}") from None
+        if self.plot:
+            require_matplotlib()
+        resolve_device(self.device)
+
+
+def run_probe(s: ProbeSettings) -> dict[str, Any]:
+    """Returns the results dict of the contract (also written to ``s.out`` if given) and prints
+    the rich table to stderr unless ``s.quiet``. Raises UsageError for bad flags or bad tasks,
+    all of them before any clip is embedded."""
     from mclx.devices import resolve_device
-    from mclx.models.registry import default_model_name
 
-    models = [model] if isinstance(model, str) else list(model or [])
-    stores = [embeddings] if isinstance(embeddings, str) else list(embeddings or [])
-    if not (models or stores or baseline):
-        models = [default_model_name()]  # nothing named: the default model, as `mclx embed` without --model
-    _check_flags(head, seeds, baseline, models, stores, out, plot, kind)
-    dev = resolve_device(device)
-    log = _Log(quiet)
+    s.check()
+    dev = resolve_device(s.device)
+    log = _Log(s.quiet)
 
-    t = load_task(task, data, layout, label_field, kind=kind)
-    make_splits(t, np.ones(len(t.paths), dtype=bool), seeds)  # an empty split, too few clips: before work
+    t = load_task(s.task, s.data, s.layout, s.label_field, kind=s.kind)
+    make_splits(t, np.ones(len(t.paths), dtype=bool), s.seeds)  # an empty split, too few clips: before work
     notes = list(t.notes)
     counted = f", {len(t.classes)} {'classes' if t.kind == 'single' else 'tags'}" if t.classes else ""
     log(f"probe {t.name}: {t.layout} layout, {t.kind}, {len(t.paths)} clips{counted}")
     sets: list[Features] = []
     failed: list[str] = []
-    for store in stores:
-        if store not in [f.name for f in sets]:
-            sets.append(_from_store(store, store, "embeddings", t, failed, notes))
-    for name, source in [*((m, "model") for m in models), (baseline, "baseline")]:
-        if name and name not in [f.name for f in sets]:
-            sets.append(_embedded(name, source, t, out, device, quiet, log, notes, failed))
-    pairs = [(f.name, baseline) for f in sets if baseline and f.name != baseline]
-    for a, b in compare or []:
-        unknown = [n for n in (a, b) if n not in [f.name for f in sets]]
-        if unknown:
-            raise UsageError(f"--compare {a},{b}: {unknown[0]} is not one of the feature sets "
-                             f"({', '.join(f.name for f in sets)})")  # fmt: skip
-        if (a, b) not in pairs:
-            pairs.append((a, b))
+    for name in s.feature_names():
+        if name in s.embeddings:
+            sets.append(_from_store(name, name, "embeddings", t, failed, notes))
+        else:
+            source = "baseline" if name == s.baseline else "model"
+            sets.append(_embedded(name, source, t, s, log, notes, failed))
+    pairs = [(f.name, s.baseline) for f in sets if s.baseline and f.name != s.baseline]
+    pairs += [p for p in dict.fromkeys(s.compare) if p not in pairs]
     usable = np.all([np.isfinite(f.x).all(axis=1) for f in sets], axis=0)
     if not usable.all():
         notes.append(f"{int((~usable).sum())} clips have no features (failed to embed) and are left out")
-    splits = make_splits(t, usable, seeds)
+    splits = make_splits(t, usable, s.seeds)
     y = t.targets()
     for split in dict.fromkeys(splits):  # each distinct split once
         notes.extend(split_notes(t, split, y))
-    if seeds == 1 and "mlp" in (head, "both"):
+    if s.seeds == 1 and "mlp" in (s.head, "both"):
         notes.append("one seed: the MLP's intervals cover the test clips only, not its variation "
                      "between seeds (give --seeds 2 or more)")  # fmt: skip
-    heads_run = list(heads.HEADS) if head == "both" else [head]
+    heads_run = list(heads.HEADS) if s.head == "both" else [s.head]
     test_ids = _test_set_ids(splits)
-    sizes = {i: len(s.test) for i, s in zip(test_ids, splits, strict=True)}
+    sizes = {i: len(sp.test) for i, sp in zip(test_ids, splits, strict=True)}
     repetitions = None if t.has_splits else [seed // FOLDS for seed in range(len(splits))]
     reps = stats.Replicates.draw(test_ids, sizes, repetitions=repetitions)
 
@@ -120,7 +156,7 @@ def run_probe(
     tuned: list[dict[str, Any]] = []
     confusions: dict[str, list[list[int]]] = {}
     for f in sets:
-        log(f"fitting {' and '.join(heads_run)} heads on {f.name} ({f.x.shape[1]} dims, {seeds} seeds)")
+        log(f"fitting {' and '.join(heads_run)} heads on {f.name} ({f.x.shape[1]} dims, {s.seeds} seeds)")
         outcomes, chosen, conf = _evaluate(t, f.x, y, splits, heads_run, dev)
         rows, replicates[f.name] = _summarise(outcomes, reps)
         results.extend({"features": f.name, **r} for r in rows)
@@ -139,9 +175,9 @@ def run_probe(
         "data": t.data,
         "kind": t.kind,
         "splits": {"train": len(first.train), "valid": len(first.valid), "test": len(first.test)},
-        "seeds": seeds,
+        "seeds": s.seeds,
         "evaluation": _evaluation(t),
-        "folds": [s.describe() for s in splits] if not t.has_splits else None,
+        "folds": [sp.describe() for sp in splits] if not t.has_splits else None,
         "aggregation": "; ".join(f"{f.name}: {f.aggregation}" for f in sets),
         "features": [f.describe() for f in sets],
         "heads": heads.describe(),
@@ -156,42 +192,14 @@ def run_probe(
         "results": results,
         "comparisons": comparisons,
     }
-    if out:
-        write_json(report, out)
-    if not quiet:
+    if s.out:
+        write_json(report, s.out)
+    if not s.quiet:
         print_table(report)
-    if plot:
-        plot_results(report, confusions, plot)
-        log(f"plot written to {plot}")
+    if s.plot:
+        plot_results(report, confusions, s.plot)
+        log(f"plot written to {s.plot}")
     return report
-
-
-def _check_flags(
-    head: str, seeds: int, baseline: str | None, models: list[str], stores: list[str],
-    out: str | None, plot: str | None, kind: str | None,
-) -> None:  # fmt: skip
-    """Fail before any work on a flag that cannot be honoured."""
-    from mclx.inputs import check_output_writable
-
-    if head not in (*heads.HEADS, "both"):
-        raise UsageError(f"--head {head}: choose linear, mlp or both")
-    if seeds < 1:
-        raise UsageError(f"--seeds {seeds}: must be at least 1")
-    if kind not in (None, *KINDS):
-        raise UsageError(f"--kind {kind}: choose {', '.join(KINDS)}")
-    if baseline not in (None, "mfcc"):
-        raise UsageError(f"--baseline {baseline}: the only baseline is mfcc")
-    for store in stores:
-        if not os.path.isfile(store):
-            raise UsageError(f"--embeddings {store}: no such file")
-    for flag, path in (("--out", out), ("--plot", plot)):
-        if path:
-            try:
-                check_output_writable(path)
-            except UsageError as exc:
-                raise UsageError(f"{flag} {exc}") from None
-    if plot:
-        require_matplotlib()
 
 
 class _Log:
@@ -368,9 +376,8 @@ def _from_store(
 
 
 def _embedded(
-    name: str, source: str, t: Task, out: str | None, device: str, quiet: bool, log: _Log, notes: list[str],
-    failed: list[str],
-) -> Features:  # fmt: skip
+    name: str, source: str, t: Task, s: ProbeSettings, log: _Log, notes: list[str], failed: list[str]
+) -> Features:
     """Embed the task's clips with ``name`` through the `mclx embed` pipeline, cached in a store
     next to the results (or in the user cache without --out) so that a second run resumes it."""
     from mclx.devices import resolve_device, resolve_precision
@@ -378,13 +385,13 @@ def _embedded(
     from mclx.pipeline import EmbedSettings, embed
     from mclx.store import read_attrs
 
-    cache = _cache_path(name, t, out)
+    cache = _cache_path(name, t, s.out)
     cache.parent.mkdir(parents=True, exist_ok=True)
     overwrite = False
     if cache.exists():
         try:
             attrs = read_attrs(cache)
-            precision = resolve_precision("auto", resolve_device(device).type)
+            precision = resolve_precision("auto", resolve_device(s.device).type)
             overwrite = (
                 attrs.get("model_sha256") != load_model(name).sha256 or attrs["precision"] != precision
             )
@@ -393,7 +400,7 @@ def _embedded(
         if overwrite:
             log(f"{cache}: made with another model or precision, embedding again")
     log(f"features {name}: embedding {len(t.paths)} clips into {cache} (resumes what is there)")
-    settings = EmbedSettings(model=name, level="global", device=device, overwrite=overwrite, quiet=quiet)
+    settings = EmbedSettings(model=name, level="global", device=s.device, overwrite=overwrite, quiet=s.quiet)
     summary = embed(t.paths, str(cache), settings)
     if summary.failed:
         path, error = summary.failures[0] if summary.failures else ("?", "?")

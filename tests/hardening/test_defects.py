@@ -38,7 +38,7 @@ def test_defect_1_paths_with_brackets_print_verbatim_in_mclx_info(tmp_path: Path
 def test_defect_1_task_names_and_feature_paths_print_verbatim_in_the_probe_table(
     tmp_path: Path, task: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from mclx.probe import run_probe
+    from mclx.probe import ProbeSettings, run_probe
 
     from ..probe.conftest import blobs, write_csv_task, write_features
 
@@ -48,7 +48,7 @@ def test_defect_1_task_names_and_feature_paths_print_verbatim_in_the_probe_table
         data, [f"k{v}" for v in y], [("train", "valid", "test", "train")[i % 4] for i in range(16)]
     )
     store = write_features(tmp_path / "f [feat. Y].h5", clips, x)
-    run_probe(task, str(data), None, None, store, None, "linear", 1, None, None)
+    run_probe(ProbeSettings(task, str(data), embeddings=(store,), head="linear", seeds=1))
     err = capsys.readouterr().err
     assert f"probe {task}" in err and "f [feat. Y].h5" in err
 

@@ -13,7 +13,7 @@ import soundfile as sf
 
 import mclx.pipeline
 from mclx.errors import UsageError
-from mclx.probe import run_probe
+from mclx.probe import ProbeSettings, run_probe
 
 from ..conftest import tone
 from .conftest import blobs, write_csv_task, write_features
@@ -46,7 +46,11 @@ def result(report: dict[str, Any], metric: str, head: str = "linear", features: 
 def probe_store(
     data: Path, store: str, head: str, seeds: int, layout: str | None = None, out: str | None = None
 ) -> dict[str, Any]:
-    return run_probe("t", str(data), layout, None, store, None, head, seeds, out, None, quiet=True)
+    return run_probe(
+        ProbeSettings(
+            "t", str(data), layout, embeddings=(store,), head=head, seeds=seeds, out=out, quiet=True
+        )
+    )
 
 
 def test_pitch_classes_through_the_embed_pipeline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,7 +67,9 @@ def test_pitch_classes_through_the_embed_pipeline(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(mclx.pipeline, "embed", counting_embed)
     # a cache left by another model (a checkpoint retrained in place) is replaced, not an error
     write_features(out.parent / "pitch.mfcc.h5", ["elsewhere.wav"], np.zeros((1, 80)))
-    report = run_probe("pitch", str(data), None, None, None, "mfcc", "linear", 2, str(out), None, quiet=True)
+    report = run_probe(
+        ProbeSettings("pitch", str(data), baseline="mfcc", head="linear", seeds=2, out=str(out), quiet=True)
+    )
     assert result(report, "accuracy")["mean"] >= 0.95
     saved = json.loads(out.read_text())
     assert saved == report and saved.keys() >= CONTRACT_KEYS
@@ -71,7 +77,9 @@ def test_pitch_classes_through_the_embed_pipeline(tmp_path: Path, monkeypatch: p
     assert all(r.keys() >= RESULT_KEYS and len(r["per_seed"]) in (1, 2) for r in saved["results"])
     assert "mean of the mfcc embeddings" in saved["aggregation"]
     assert (out.parent / "pitch.mfcc.h5").exists()  # cached next to the results ...
-    run_probe("pitch", str(data), None, None, None, "mfcc", "linear", 1, str(out), None, quiet=True)
+    run_probe(
+        ProbeSettings("pitch", str(data), baseline="mfcc", head="linear", seeds=1, out=str(out), quiet=True)
+    )
     assert (summaries[0].skipped, summaries[1].skipped, summaries[1].audio_s) == (0, 24, 0.0)  # ... reused
 
 
@@ -151,7 +159,9 @@ def test_the_store_must_hold_every_clip(tmp_path: Path) -> None:
     clips = write_csv_task(tmp_path / "t", ["a", "b"] * 6)
     store = write_features(tmp_path / "x.h5", clips[:-1], np.zeros((11, 3)))
     with pytest.raises(UsageError, match="1 of the task's 12 clips are not in it"):
-        run_probe("t", str(tmp_path / "t"), None, None, store, None, "linear", 1, None, None, quiet=True)
+        run_probe(
+            ProbeSettings("t", str(tmp_path / "t"), embeddings=(store,), head="linear", seeds=1, quiet=True)
+        )
 
 
 def test_a_missing_split_is_refused_before_any_clip_is_embedded(
@@ -162,7 +172,9 @@ def test_a_missing_split_is_refused_before_any_clip_is_embedded(
     write_csv_task(tmp_path / "t", ["a", "b"] * 4, ["train", "test"] * 4)  # no valid split
     monkeypatch.setattr(mclx.probe.run, "_embedded", lambda *a: pytest.fail("embedded before the check"))
     with pytest.raises(UsageError, match="the valid split has no clips"):
-        run_probe("t", str(tmp_path / "t"), None, "mfcc", None, None, "linear", 1, None, None, quiet=True)
+        run_probe(
+            ProbeSettings("t", str(tmp_path / "t"), models=("mfcc",), head="linear", seeds=1, quiet=True)
+        )
 
 
 @pytest.mark.parametrize(
@@ -171,7 +183,7 @@ def test_a_missing_split_is_refused_before_any_clip_is_embedded(
         ({"head": "svm"}, "--head svm"),
         ({"seeds": 0}, "--seeds 0"),
         ({"baseline": "chroma"}, "the only baseline is mfcc"),
-        ({"embeddings": "missing.h5"}, "--embeddings missing.h5: no such file"),
+        ({"embeddings": ("missing.h5",)}, "--embeddings missing.h5: no such file"),
         ({"out": "no/dir/r.json"}, "--out output no/dir/r.json: directory no/dir does not exist"),
         ({"device": "tpu"}, "--device tpu"),
     ],
@@ -179,16 +191,38 @@ def test_a_missing_split_is_refused_before_any_clip_is_embedded(
 def test_bad_flags_fail_before_any_work(tmp_path: Path, change: dict[str, Any], message: str) -> None:
     clips = write_csv_task(tmp_path / "t", ["a", "b"] * 6)
     store = write_features(tmp_path / "x.h5", clips, np.zeros((12, 2)))
-    args: dict[str, Any] = dict(task="t", data=str(tmp_path / "t"), layout=None, model=None, embeddings=store)
-    args.update(baseline=None, head="linear", seeds=2, out=None, plot=None)
+    args: dict[str, Any] = dict(
+        task="t", data=str(tmp_path / "t"), embeddings=(store,), head="linear", seeds=2
+    )
     with pytest.raises(UsageError, match=message.replace("(", r"\(")):
-        run_probe(**{**args, **change}, quiet=True)
+        run_probe(ProbeSettings(**{**args, **change}, quiet=True))
+
+
+def test_a_misspelt_compare_name_is_refused_before_any_clip_is_embedded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mclx.probe.run
+
+    write_csv_task(tmp_path / "t", ["a", "b"] * 6)
+    monkeypatch.setattr(mclx.probe.run, "_embedded", lambda *a: pytest.fail("embedded before the check"))
+    monkeypatch.setattr(
+        mclx.probe.run, "load_task", lambda *a, **k: pytest.fail("task read before the check")
+    )
+    settings = ProbeSettings("t", str(tmp_path / "t"), baseline="mfcc", compare=(("mfc", "mfcc"),))
+    with pytest.raises(
+        UsageError, match=r"--compare mfc,mfcc: mfc is not one of the feature sets \(mfcc\)"
+    ):
+        run_probe(settings)
 
 
 def test_plot_without_matplotlib_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
     with pytest.raises(UsageError, match=r"--plot needs matplotlib: pip install 'mclx\[plot\]'"):
-        run_probe("t", str(tmp_path), None, None, None, "mfcc", "linear", 1, None, str(tmp_path / "p.png"))
+        run_probe(
+            ProbeSettings(
+                "t", str(tmp_path), baseline="mfcc", head="linear", seeds=1, plot=str(tmp_path / "p.png")
+            )
+        )
 
 
 def run_in_process(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from mclx.probe import stats
-from mclx.probe.run import run_probe
+from mclx.probe.run import ProbeSettings, run_probe
 
 from .conftest import blobs, write_csv_task, write_features
 
@@ -102,14 +102,23 @@ def test_probe_compares_feature_sets_on_the_same_clips(tmp_path: Path) -> None:
     clips = write_csv_task(tmp_path / "t", [f"k{v}" for v in y], splits)
     good = write_features(tmp_path / "good.h5", clips, x)
     poor = write_features(tmp_path / "poor.h5", clips, x + noise)
-    report = run_probe("t", str(tmp_path / "t"), None, None, [good, poor], None, "linear", 2, None, None,
-                       quiet=True, compare=[(good, poor)])  # fmt: skip
+    report = run_probe(
+        ProbeSettings(
+            "t",
+            str(tmp_path / "t"),
+            embeddings=(good, poor),
+            head="linear",
+            seeds=2,
+            quiet=True,
+            compare=((good, poor),),
+        )
+    )
     acc = next(c for c in report["comparisons"] if c["metric"] == "accuracy" and c["head"] == "linear")
     assert (acc["a"], acc["b"]) == (good, poor)
     assert acc["diff"] > 0 and acc["ci95"][0] > 0 and acc["p"] < 0.05
     # the same store named twice is one feature set, not a comparison of a set with itself
     same = run_probe(
-        "t", str(tmp_path / "t"), None, None, [good, good], None, "linear", 1, None, None, quiet=True
+        ProbeSettings("t", str(tmp_path / "t"), embeddings=(good, good), head="linear", seeds=1, quiet=True)
     )
     assert len(same["features"]) == 1
 
