@@ -116,7 +116,11 @@ def pairs(study: Study, runs: list[Run]) -> list[tuple[str, str]]:
 
 
 def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> None:
-    """Probes every task over the finished runs and the baselines; writes the JSONs."""
+    """Probes every task over the finished runs and the baselines; writes the JSONs.
+
+    A task is probed only once every store it needs is embedded (each baseline and each finished
+    run probed on it): a probe JSON committed earlier is never replaced by one with fewer
+    feature sets, as it would be on a fresh machine while the stores are embedded again."""
     from mclx.probe import ProbeSettings, run_probe
 
     runs = finished_runs(study, layout)
@@ -129,22 +133,23 @@ def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> No
     (layout.docs / "study.json").write_text(json.dumps(described, indent=1) + "\n")
     for task, directory in tasks.items():
         here = layout.store(task, "x").parent
-        names = [f for f in [*study.baselines, *(r.name for r in runs)] if _ready(here / f"{f}.h5")]
-        if not any(n in {r.name for r in runs} for n in names):
+        present = [r for r in runs if study.probed_on(r, task)]
+        names = [*study.baselines, *(r.name for r in present)]
+        if not present or not all(_ready(here / f"{f}.h5") for f in names):
             continue
-        present = [r for r in runs if r.name in names]
-        wanted = [(a, b) for a, b in pairs(study, present) if a[:-3] in names and b[:-3] in names]
+        wanted = pairs(study, present)
         with _cwd(here):
             out = str(layout.docs.resolve() / "probe" / f"{task}.json")
             stores = tuple(f"{n}.h5" for n in names)
             run_probe(ProbeSettings(task.split(".")[0], str(directory), embeddings=stores, head="linear",
                                     seeds=seeds, out=out, quiet=True, compare=tuple(wanted)))  # fmt: skip
-    valid = {}
+    valid_json = layout.docs / "valid.json"
+    valid = json.loads(valid_json.read_text()) if valid_json.exists() else {}  # kept until measured again
     for f in [*study.baselines, REFERENCE, *(r.name for r in runs)]:
         stores = {t: layout.store(t, f) for t in study.tasks}
         if all(_ready(s) for s in stores.values()):
             valid[f] = {t: validation_accuracy(str(s), tasks[t]) for t, s in stores.items()}
-    (layout.docs / "valid.json").write_text(json.dumps(valid, indent=1) + "\n")
+    valid_json.write_text(json.dumps(valid, indent=1) + "\n")
 
 
 def _ready(store: Path) -> bool:

@@ -273,9 +273,7 @@ class StudyRunner:
         self._after_training(run)
 
     def _after_training(self, run: Run) -> None:
-        tasks = list(self.tasks)
-        if run.cell.name not in self.study.robust_cells or run.seed != run.cell.seeds[0]:
-            tasks = [t for t in tasks if not derived.is_corrupted(t)]
+        tasks = [t for t in self.tasks if self.study.probed_on(run, t)]
         encoder = str(self.layout.run_dir(run) / "encoder.safetensors")
         self._store_jobs(run.name, encoder, tasks, front=True, then=self.refresh)
 

@@ -73,6 +73,12 @@ class Study:
         most = max(len(c.seeds) for c in self.cells)
         return [Run(self.name, c, c.seeds[i]) for i in range(most) for c in self.cells if i < len(c.seeds)]
 
+    def probed_on(self, run: Run, task: str) -> bool:
+        """Whether ``run`` is probed on ``task``: every run on the clean tasks, only the first seed
+        of the robust cells on the corrupted copies (``<task>.<corruption>``)."""
+        robust = run.cell.name in self.robust_cells and run.seed == run.cell.seeds[0]
+        return "." not in task or robust
+
     def cell(self, name: str) -> Cell:
         return next(c for c in self.cells if c.name == name)
 

@@ -6,9 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from studies import evidence
 from studies.runner import Job, Layout, Scheduler
-from studies.spec import Cell, Run
+from studies.spec import Cell, Run, Study
 
 
 def _job(key: str, tmp: Path, training: bool, ended: list[str]) -> Job:
@@ -53,3 +55,38 @@ def test_run_restored_from_evidence_is_not_trained_or_rewritten(tmp_path: Path) 
     assert not evidence.restore_run(run, layout)  # once only
     evidence.keep_run(None, run, layout)  # type: ignore[arg-type]  # restored: left as committed
     assert json.loads((kept / "summary.json").read_text()) == summary
+
+
+def test_a_task_is_probed_only_once_all_its_stores_are_embedded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mclx.probe
+
+    layout = Layout(tmp_path / "runs" / "s", tmp_path / "runs" / "stores", tmp_path / "docs" / "s", tmp_path)
+    cells = (Cell("a", tmp_path / "a.toml", "a", (0,)), Cell("b", tmp_path / "b.toml", "b", (0,)))
+    study = Study("s", "S", ("notes",), ("mfcc",), (), ("noise",), ("a",), cells)
+    for run in study.runs():  # both runs trained and kept
+        (layout.docs / "runs" / run.name).mkdir(parents=True)
+        (layout.docs / "runs" / run.name / "summary.json").write_text("{}")
+    probed: list[tuple[str, tuple[str, ...]]] = []
+    monkeypatch.setattr(mclx.probe, "run_probe", lambda s: probed.append((s.out, s.embeddings)))
+    monkeypatch.setattr(evidence, "validation_accuracy", lambda store, directory: 0.5)
+    tasks = {"notes": tmp_path / "notes", "notes.noise": tmp_path / "noise"}
+
+    def ready(task: str, *features: str) -> None:
+        for f in features:
+            store = layout.store(task, f)
+            store.parent.mkdir(parents=True, exist_ok=True)
+            store.write_text("")
+            store.with_suffix(".done").write_text("")
+
+    ready("notes", "mfcc", "a-s0")  # b-s0's store is still being embedded
+    ready("notes.noise", "mfcc", "a-s0")  # only the robust cell a is probed on corrupted clips
+    evidence.refresh(study, layout, tasks, seeds=1)
+    assert [(Path(out).name, stores) for out, stores in probed] == [
+        ("notes.noise.json", ("mfcc.h5", "a-s0.h5"))
+    ]
+    ready("notes", "b-s0")
+    probed.clear()
+    evidence.refresh(study, layout, tasks, seeds=1)
+    assert ("notes.json", ("mfcc.h5", "a-s0.h5", "b-s0.h5")) in [(Path(o).name, s) for o, s in probed]
