@@ -325,7 +325,7 @@ def run_training(
                     )
 
             if start == 0 and config.train.snapshot_every:
-                _snapshot(out, model, 0, config, rank)  # the learning curves' step 0: the initialisation
+                _snapshot(out, model, 0, resolved, rank)  # the learning curves' step 0: the initialisation
             try:
                 for step, (x, track_ids) in zip(range(start, end), data, strict=True):
                     lr = lr_at(step, config)
@@ -372,16 +372,16 @@ def run_training(
                     # Several ranks must agree on the step they stop at: they compare on logging steps.
                     if stop.is_set() if rank.world == 1 else logging and any_rank(stop.is_set(), device):
                         guard()
-                        _checkpoint(out, model, optimizer, done, config, rank, identity)
+                        _checkpoint(out, model, optimizer, done, resolved, rank, identity)
                         raise Interrupted(f"interrupted after step {done}; add --resume to continue ({out})")
                     if config.train.snapshot_every and done % config.train.snapshot_every == 0:
                         guard()
-                        _snapshot(out, model, done, config, rank)
+                        _snapshot(out, model, done, resolved, rank)
                     if done % config.train.checkpoint_every == 0 and done < end:
                         guard()
-                        _checkpoint(out, model, optimizer, done, config, rank, identity)
+                        _checkpoint(out, model, optimizer, done, resolved, rank, identity)
                 guard()
-                _checkpoint(out, model, optimizer, done, config, rank, identity)
+                _checkpoint(out, model, optimizer, done, resolved, rank, identity)
             except KeyboardInterrupt:  # a second signal: stop at once, the last checkpoint stands
                 raise Interrupted(
                     f"stopped during step {done + 1}; --resume continues from the last checkpoint"

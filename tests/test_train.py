@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file
 
 import mclx.train
+from mclx.checkpoint import read_metadata
 from mclx.config import Config, load_config
 from mclx.distributed import Rank
 from mclx.errors import ConfigError, Interrupted, UsageError
@@ -121,9 +122,13 @@ def test_the_resolved_config_runs_from_anywhere_and_resumes_its_own_run(
 ) -> None:
     config = str(write_config(tmp_path, write_audio))  # data.audio = ["audio"], relative
     out = tmp_path / "run"
-    run_training(config, str(out), False, [], quiet=True, stop_after=4)
+    run_training(config, str(out), False, ["train.snapshot_every=2"], quiet=True, stop_after=4)
     resolved = load_config(out / "config.toml")
     assert resolved.data.audio == [str(tmp_path / "audio")] and resolved.data.cache == str(tmp_path / "cache")
+    # The encoder (and each snapshot) records the same resolved configuration as DIR/config.toml.
+    for encoder in [out / "encoder.safetensors", *sorted((out / "snapshots").glob("*.safetensors"))]:
+        recorded = json.loads(read_metadata(encoder)["training_config"])
+        assert recorded == resolved.to_dict(), encoder.name
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
