@@ -7,12 +7,13 @@
         --versus-set model.channels=[] --versus-set model.n_mels=0 --versus-set model.hop_length=0 \
         --versus-set views.segment_s=3.0 --threads 1     # mclx-base's recipe against the full-size melcnn
 
-Both loops run the same model, loss, optimiser and precision for the same number of steps;
-the real one cuts segments from the decoded-track cache and augments them on the device
-(what `mclx train` does), the synthetic one reuses one random batch that never leaves the
-device. Prints steps/s of each and their ratio (data loading is not the bottleneck when
-the ratio is close to 1). ``--versus`` measures a second config (with ``--versus-set``
-overrides) the same way in the same run and prints the ratio of examples (tracks) per second.
+Both loops run `mclx train`'s own step function (built from its plan: model, loss target,
+augmentations, optimiser, precision, gradient clipping) for the same number of steps; the
+real one cuts each step's segments from the decoded-track cache (what `mclx train` does), the
+synthetic one reuses the first batch, already on the device. Prints steps/s of each and
+their ratio (data loading is not the bottleneck when the ratio is close to 1). ``--versus``
+measures a second config (with ``--versus-set`` overrides) the same way in the same run and
+prints the ratio of examples (tracks) per second.
 """
 
 from __future__ import annotations
@@ -20,66 +21,49 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from pathlib import Path
 
 import torch
 
-from mclx import losses
-from mclx.augment import augment
-from mclx.config import load_config
-from mclx.distributed import Rank
-from mclx.train import batches, build_model, make_batch, pool_matrix, view_groups
-from mclx.traindata import build_cache, cache_root, list_audio
-from mclx.views import view_sizes
+from mclx.batching import batches, make_batch
+from mclx.contrastive import build_model
+from mclx.train import Step
+from mclx.trainplan import make_train_plan, prepare_data
 
 
 def measure(config_path: str, overrides: list[str], device: torch.device, steps: int, warmup: int) -> dict:
-    """Steps/s of one config on synthetic tensors and on real batches from the cache, and tracks/s."""
-    config = load_config(config_path, overrides)
-    model = build_model(config).to(device).train()
-    rate = model.encoder.spec.sample_rate
-    base = Path(config_path).resolve().parent
-    cache = build_cache(list_audio(config, base), rate, cache_root(config, base), rate, quiet=True)
-    sizes = view_sizes(config.views)
-    b = config.train.batch_size
-    pool = pool_matrix(b, sizes, device)
-    groups = view_groups(pool, sizes)
-    opt = torch.optim.AdamW(model.parameters(), lr=config.train.lr)
-    amp = device.type == "cuda"
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        torch.backends.cudnn.benchmark = True
-    target = losses.same_clip_target(torch.arange(b, device=device).repeat(len(sizes)))
+    """Steps/s of one config on synthetic tensors and on real batches from the cache, and tracks/s.
 
-    def step(x: torch.Tensor, k: int) -> None:
-        gen = torch.Generator(device=device).manual_seed(k)
-        x = augment(x, config.views.augment, gen, config.views.augment_p, rate, groups)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            z = model(x, pool)
-        loss = losses.contrastive_loss(z, target, config.loss.temperature)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    Both run `mclx train`'s own plan and step function (model, view layout, augmentations, loss
+    target, precision, gradient clipping), so the benchmark measures what training runs."""
+    plan = make_train_plan(config_path, None, False, [*overrides, f"train.device='{device}'"], quiet=True)
+    config = plan.config
+    torch.manual_seed(config.train.seed)
+    model = build_model(config)
+    data = prepare_data(plan, model.encoder.spec.sample_rate)
+    step = Step(plan, data, model)
 
     def timed(real: bool) -> float:
         n = warmup + steps
-        fixed = torch.from_numpy(make_batch(0, config, cache, Rank())[0]).to(device)
-        data = batches(0, n, config, cache, Rank(), device.type == "cuda") if real else [(fixed, None)] * n
-        for k, (x, _) in enumerate(data):
+        x, tracks = make_batch(0, config, data.cache, plan.rank)
+        fixed = (torch.from_numpy(x).to(device), torch.from_numpy(tracks).to(device))
+        gpu = device.type == "cuda"
+        feed = batches(0, n, config, data.cache, plan.rank, gpu) if real else [fixed] * n
+        for k, (x, tracks) in enumerate(feed):
             if k == warmup:
-                if device.type == "cuda":
+                if gpu:
                     torch.cuda.synchronize()
                 t0 = time.perf_counter()
-            step(x.to(device, non_blocking=True), k)
-        if device.type == "cuda":
+            step(k, x, tracks)
+        if gpu:
             torch.cuda.synchronize()
         return steps / (time.perf_counter() - t0)
 
     synthetic = timed(False)
     real = timed(True)
     params = sum(p.numel() for p in model.encoder.parameters())
+    b = config.train.batch_size
     return {"architecture": config.model.architecture, "encoder_args": model.encoder.spec.args,
-            "encoder_params": params, "batch": b, "views": len(sizes),
+            "encoder_params": params, "batch": b, "views": step.layout.n_views,
             "synthetic_steps_s": round(synthetic, 3), "real_steps_s": round(real, 3),
             "ratio": round(real / synthetic, 3), "examples_per_s": round(real * b, 2)}  # fmt: skip
 

@@ -10,7 +10,7 @@ No Python loop over clips.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -91,6 +91,36 @@ def delay(
     return x + _chosen(x, p, gen, groups) * level * echo
 
 
+Augmenter = Callable[[Tensor, torch.Generator], Tensor]
+
+
+def chain(names: Sequence[str], p: float, sample_rate: int, groups: Groups = None) -> Augmenter:
+    """The named augmentations as one function, resolved once: (batch, samples), generator ->
+    (batch, samples), applied in the order named. ``groups``: rows drawn together (the segments
+    of one view); None: every row alone. An unknown name is refused here, not at the first step."""
+    steps: list[Callable[[Tensor, torch.Generator], Tensor]] = []
+    for name in names:
+        if name == "gain":
+            steps.append(lambda x, g: gain(x, g, p, groups=groups))
+        elif name == "polarity":
+            steps.append(lambda x, g: polarity(x, g, p, groups=groups))
+        elif name == "noise":
+            steps.append(lambda x, g: noise(x, g, p, groups=groups))
+        elif name == "filter":
+            steps.append(lambda x, g: filter_(x, g, p, sample_rate, groups=groups))
+        elif name == "delay":
+            steps.append(lambda x, g: delay(x, g, p, sample_rate, groups=groups))
+        else:
+            raise ValueError(f"unknown augmentation {name!r}")
+
+    def apply(x: Tensor, gen: torch.Generator) -> Tensor:
+        for step in steps:
+            x = step(x, gen)
+        return x
+
+    return apply
+
+
 def augment(
     x: Tensor,
     names: Sequence[str],
@@ -99,20 +129,5 @@ def augment(
     sample_rate: int,
     groups: Groups = None,
 ) -> Tensor:
-    """Apply the named augmentations in a fixed order: (batch, samples) -> (batch, samples).
-
-    ``groups``: rows drawn together (the segments of one view); None: every row alone."""
-    for name in names:
-        if name == "gain":
-            x = gain(x, gen, p, groups=groups)
-        elif name == "polarity":
-            x = polarity(x, gen, p, groups=groups)
-        elif name == "noise":
-            x = noise(x, gen, p, groups=groups)
-        elif name == "filter":
-            x = filter_(x, gen, p, sample_rate, groups=groups)
-        elif name == "delay":
-            x = delay(x, gen, p, sample_rate, groups=groups)
-        else:
-            raise ValueError(f"unknown augmentation {name!r}")
-    return x
+    """Apply the named augmentations in a fixed order: (batch, samples) -> (batch, samples)."""
+    return chain(names, p, sample_rate, groups)(x, gen)

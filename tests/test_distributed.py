@@ -13,10 +13,11 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-import mclx.train
 from mclx.distributed import Rank
 from mclx.losses import contrastive_loss, same_clip_target
-from mclx.train import _global_view_major, _local_rows, run_training
+from mclx.rundir import Checkpointer
+from mclx.train import run_training
+from mclx.viewlayout import gather_view_major, local_rows
 
 from .conftest import WriteAudio
 from .test_train import write_config
@@ -32,7 +33,7 @@ def global_batch() -> tuple[torch.Tensor, torch.Tensor]:
 
 def local_slice(rank: int) -> torch.Tensor:
     """This rank's rows of the global view-major batch, in its own view-major order."""
-    return _local_rows(VIEWS, BATCH, Rank(rank, WORLD))  # type: ignore[return-value]
+    return local_rows(VIEWS, BATCH, Rank(rank, WORLD))  # type: ignore[return-value]
 
 
 def worker(rank: int, init: str, results: Path) -> None:
@@ -41,7 +42,7 @@ def worker(rank: int, init: str, results: Path) -> None:
     rows = local_slice(rank)
     z_local = z[rows].clone().requires_grad_(True)
     info = Rank(rank, WORLD)
-    z_all = _global_view_major(z_local, VIEWS, info)
+    z_all = gather_view_major(z_local, VIEWS, info)
     loss = contrastive_loss(z_all, same_clip_target(tracks.repeat(VIEWS)), 0.1, anchors=rows)
     loss.backward()
     torch.save({"loss": loss.detach(), "grad": z_local.grad, "rows": rows, "z_all": z_all.detach()},
@@ -69,13 +70,13 @@ def train_worker(rank: int, port: int, config: str, out: str, results: Path) -> 
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
     torch.set_num_threads(1)
-    checkpoint = mclx.train._checkpoint
+    checkpoint = Checkpointer.save
 
-    def keep_parameters(out: Path, model: torch.nn.Module, *args: Any) -> None:
+    def keep_parameters(self: Checkpointer, model: torch.nn.Module, *args: Any) -> None:
         torch.save(dict(model.named_parameters()), results / f"params{rank}.pt")
-        checkpoint(out, model, *args)
+        checkpoint(self, model, *args)  # type: ignore[arg-type]
 
-    mclx.train._checkpoint = keep_parameters  # type: ignore[assignment]
+    Checkpointer.save = keep_parameters  # type: ignore[method-assign]
     summary = run_training(config, out, False, ["train.device='cpu'", "train.steps=4"], quiet=True)
     torch.save(summary, results / f"summary{rank}.pt")
     dist.destroy_process_group()

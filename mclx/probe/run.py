@@ -125,14 +125,8 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
     notes = list(t.notes)
     counted = f", {len(t.classes)} {'classes' if t.kind == 'single' else 'tags'}" if t.classes else ""
     log(f"probe {t.name}: {t.layout} layout, {t.kind}, {len(t.paths)} clips{counted}")
-    sets: list[Features] = []
     failed: list[str] = []
-    for name in s.feature_names():
-        if name in s.embeddings:
-            sets.append(_from_store(name, name, "embeddings", t, failed, notes))
-        else:
-            source = "baseline" if name == s.baseline else "model"
-            sets.append(_embedded(name, source, t, s, log, notes, failed))
+    sets = _feature_sets(t, s, log, notes, failed)
     pairs = [(f.name, s.baseline) for f in sets if s.baseline and f.name != s.baseline]
     pairs += [p for p in dict.fromkeys(s.compare) if p not in pairs]
     usable = np.all([np.isfinite(f.x).all(axis=1) for f in sets], axis=0)
@@ -200,6 +194,21 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
         plot_results(report, confusions, s.plot)
         log(f"plot written to {s.plot}")
     return report
+
+
+def _feature_sets(
+    t: Task, s: ProbeSettings, log: _Log, notes: list[str], failed: list[str]
+) -> list[Features]:
+    """The feature sets named by the settings, read from their stores or embedded here; clips
+    that failed are added to ``failed`` (and described in ``notes``)."""
+    sets = []
+    for name in s.feature_names():
+        if name in s.embeddings:
+            sets.append(_from_store(name, name, "embeddings", t, failed, notes))
+        else:
+            source = "baseline" if name == s.baseline else "model"
+            sets.append(_embedded(name, source, t, s, log, notes, failed))
+    return sets
 
 
 class _Log:

@@ -209,9 +209,7 @@ def test_a_misspelt_compare_name_is_refused_before_any_clip_is_embedded(
         mclx.probe.run, "load_task", lambda *a, **k: pytest.fail("task read before the check")
     )
     settings = ProbeSettings("t", str(tmp_path / "t"), baseline="mfcc", compare=(("mfc", "mfcc"),))
-    with pytest.raises(
-        UsageError, match=r"--compare mfc,mfcc: mfc is not one of the feature sets \(mfcc\)"
-    ):
+    with pytest.raises(UsageError, match=r"--compare mfc,mfcc: mfc is not one of the feature sets \(mfcc\)"):
         run_probe(settings)
 
 
