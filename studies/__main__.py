@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--jobs", type=int, default=2, help="jobs at a time, one thread each (default 2)")
     run.add_argument("--smoke", action="store_true", help="a few steps per cell, one probe seed")
     run.add_argument("--tables-only", action="store_true", help="rebuild the tables from --docs only")
+    run.add_argument("--cheapest-first", action="store_true",
+                     help="train the runs that see the fewest segments per step first, second seeds "
+                          "included (the most finished runs in a session of limited time)")  # fmt: skip
     run.add_argument("--quiet", action="store_true")
     again = sub.add_parser("refresh", help="probe one study's finished runs again (the runner's job)")
     again.add_argument("study")
@@ -65,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     settings = Settings(
-        jobs=args.jobs, smoke=args.smoke, probe_seeds=1 if args.smoke else 5, quiet=args.quiet
+        jobs=args.jobs,
+        smoke=args.smoke,
+        probe_seeds=1 if args.smoke else 5,
+        quiet=args.quiet,
+        cheapest_first=args.cheapest_first,
     )
     return run_studies(studies, runs, docs, Path(args.data).expanduser().resolve(), settings)
 

@@ -61,6 +61,7 @@ class Settings:
     smoke: bool = False
     probe_seeds: int = PROBE_SEEDS
     quiet: bool = False
+    cheapest_first: bool = False  # train order: segments per step, then the studies' own order
 
 
 def thread_env() -> dict[str, str]:
@@ -382,6 +383,14 @@ def _configured_steps(config: Path) -> int | None:
     return int(tomllib.loads(config.read_text())["train"]["steps"])
 
 
+def segments_per_step(run: Run) -> int:
+    """Segments one track contributes to a step of the run's cell: its training cost per step."""
+    from mclx.config import load_config
+    from mclx.views import view_sizes
+
+    return sum(view_sizes(load_config(run.cell.config).views))
+
+
 def interleave(runners: list[StudyRunner]) -> list[tuple[StudyRunner, Run]]:
     """Runs in round-robin over the studies, each study's runs in its own order."""
     lists = [[(r, run) for run in r.study.runs()] for r in runners]
@@ -409,7 +418,10 @@ def run_studies(
         runners.append(StudyRunner(study, layout, settings, sched))
     # Training first: the baselines' stores are queued behind the first trainings (a probe
     # needs them only once a run is trained), the runs' own stores ahead of further training.
-    for i, (r, run) in enumerate(interleave(runners)):
+    order = interleave(runners)
+    if settings.cheapest_first:
+        order.sort(key=lambda item: segments_per_step(item[1]))
+    for i, (r, run) in enumerate(order):
         job = r.train_job(run)
         if job is not None:
             sched.push(job)

@@ -90,3 +90,19 @@ def test_a_task_is_probed_only_once_all_its_stores_are_embedded(
     probed.clear()
     evidence.refresh(study, layout, tasks, seeds=1)
     assert ("notes.json", ("mfcc.h5", "a-s0.h5", "b-s0.h5")) in [(Path(o).name, s) for o, s in probed]
+
+
+def test_cheapest_first_orders_runs_by_segments_per_step(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from studies.runner import segments_per_step
+    from studies.spec import load_study
+
+    monkeypatch.setenv("MCLX_DATA", str(tmp_path))
+    runs = sorted(load_study("choi").runs(), key=segments_per_step)
+    costs = {r.name: segments_per_step(r) for r in runs}
+    assert (
+        costs["segment-adjacent-s0"] == 2 and costs["segment-track-s0"] == 5 and costs["track-random-s1"] == 8
+    )
+    assert [r.name for r in runs][:4] == ["segment-adjacent-s0", "segment-same-s0", "segment-random-s0",
+                                          "segment-adjacent-s1"]  # fmt: skip
