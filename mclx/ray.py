@@ -268,7 +268,9 @@ class RayRun(EmbedRun):
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the run's own bar counts files
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # its progress lines, its notes
-        items = [{"index": i, "path": self.files[i]} for i in self.todo]
+        # Workers do not share the driver's working directory: they get absolute paths, the
+        # store keeps the paths as given.
+        items = [{"index": i, "path": os.path.abspath(self.files[i])} for i in self.todo]
         plan, cluster = self.plan, self.cluster
         actor_settings = replace(plan.settings, device=cluster.device, quiet=True, overwrite=False)
         decode = functools.partial(
@@ -486,8 +488,9 @@ class Embedder:
         out = ds.map_batches(mclx.ray.Embedder, fn_constructor_kwargs={"model": "mclx-base"},
                              batch_size=8, compute=ray.data.ActorPoolStrategy(size=4), num_gpus=1)
 
-    The model is loaded and checked once per actor. In: a batch with a ``path`` column, and
-    optionally ``bytes`` (the file's content, decoded instead of reading ``path``). Out, one row
+    The model is loaded and checked once per actor. In: a batch with a ``path`` column (read
+    where the actor runs: give absolute paths that every node can reach), and optionally
+    ``bytes`` (the file's content, decoded instead of reading ``path``). Out, one row
     per input file: ``path``, ``status`` ("ok" | "failed"), ``error`` ("" or the one-line reason
     a local run records), ``duration_s``, ``global`` (D,) float32 (NaN when failed). With level
     ``segment`` or ``both``, also per file: ``segment_count`` (k), ``start_s`` and ``end_s``
