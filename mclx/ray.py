@@ -106,13 +106,16 @@ def embed_on_ray(
     ray = require_ray()
     if ray_settings.actors is not None and ray_settings.actors < 1:
         raise UsageError("--ray-actors must be at least 1")
-    connected_here = _connect(ray, ray_settings.address)
-    try:
-        engine = RayEngine(ray_settings)
-        return embed(files, output, settings or EmbedSettings(), argv, on_progress, engine=engine)
-    finally:
-        if connected_here:
-            ray.shutdown()
+    # Ray's driver prints what the cluster reports (a node lost, a worker killed) on stdout,
+    # which holds results (`--json`): its messages are logs, and go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        connected_here = _connect(ray, ray_settings.address)
+        try:
+            engine = RayEngine(ray_settings)
+            return embed(files, output, settings or EmbedSettings(), argv, on_progress, engine=engine)
+        finally:
+            if connected_here:
+                ray.shutdown()
 
 
 def _connect(ray: Any, address: str | None) -> bool:
