@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -152,6 +153,7 @@ def test_a_node_leaving_mid_run_loses_nothing(corpus: list[str], reference: Path
     try:
         workers = [c.add_node(num_cpus=2) for _ in range(2)]
         c.wait_for_nodes()
+        ray.init(address=c.address, logging_level="WARNING", log_to_driver=False)  # to find the actor
         out, journal = tmp_path / "ray.h5", tmp_path / "ray.h5.journal"
         args = ["embed", "audio", str(out), *ARGS, "--engine", "ray", "--ray-address", c.address]
         args += ["--ray-actors", "1", "--json"]  # one actor: the node left has room for it and a decoder
@@ -163,26 +165,25 @@ def test_a_node_leaving_mid_run_loses_nothing(corpus: list[str], reference: Path
         while time.monotonic() < deadline and not list(journal.glob("chunk-*.npz")) and proc.poll() is None:
             time.sleep(0.01)
         assert proc.poll() is None, "the run finished before a node left: the test proves nothing"
-        c.remove_node(_node_with_the_actor(c.address, workers), allow_graceful=False)
+        c.remove_node(_node_with_the_actor(workers), allow_graceful=False)
         stdout, stderr = proc.communicate(timeout=300)
         assert proc.returncode == 1, stderr.decode()
         summary = json.loads(stdout)
         assert (summary["ok"], summary["failed"]) == (11, 1)
         assert_stores_match(reference, out)
     finally:
+        ray.shutdown()
         c.shutdown()
 
 
-def _node_with_the_actor(address: str, workers: list) -> object:  # type: ignore[type-arg]
-    """The worker node that runs the encoder actor now (else the first one)."""
-    from ray.util.state import list_actors
+def _node_with_the_actor(workers: list[Any]) -> Any:
+    """The worker node that runs the encoder actor now (asked of the cluster's actor table)."""
+    from ray._private.state import actors  # the public state API needs the dashboard
 
-    try:
-        actors = list_actors(address=address, filters=[("state", "=", "ALIVE")])
-    except Exception:  # the state API is a convenience here
-        return workers[0]
-    nodes = {a.node_id for a in actors if "WindowEncoder" in (a.class_name or "")}
-    return next((w for w in workers if w.node_id in nodes), workers[0])
+    alive = actors(actor_state_name="ALIVE").values()
+    nodes = {a["Address"]["NodeID"] for a in alive if "WindowEncoder" in a["ActorClassName"]}
+    (node,) = [w for w in workers if w.node_id in nodes]
+    return node
 
 
 def test_embedder_in_a_user_pipeline_gives_the_vectors_of_mclx_embed(
