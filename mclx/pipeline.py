@@ -451,10 +451,7 @@ class EmbedRun:
 
         from mclx.decoders import DecoderPool
 
-        if not self.todo:
-            return
-        if self.plan.settings.fail_fast and any(r is not None and r.status == "failed" for r in self.records):
-            self.stopped_early = True  # an input could not even be stat-ed: the first failure
+        if not self._work_to_do():
             return
         workers = self.plan.workers
         threads = torch.get_num_threads()
@@ -506,6 +503,15 @@ class EmbedRun:
             bar.close()
             self._journal()
         self.summary.failed = 0  # recounted from the records by embed()
+
+    def _work_to_do(self) -> bool:
+        """False when nothing is to be embedded, or --fail-fast met a file it could not stat."""
+        if not self.todo:
+            return False
+        if self.plan.settings.fail_fast and any(r is not None and r.status == "failed" for r in self.records):
+            self.stopped_early = True  # an input could not even be stat-ed: the first failure
+            return False
+        return True
 
     def _handle(self, event: Any) -> None:
         import torch

@@ -1,21 +1,18 @@
-"""Embedding on a Ray cluster: ``mclx embed --engine ray`` and :class:`Embedder` for users' pipelines.
+"""``mclx embed --engine ray``: the audio on a Ray cluster, the journal and store on the driver.
 
 The driver does what a local run does with everything but the audio: it lists and stats the
 files, skips those already done, journals finished files and builds the store
 (:func:`mclx.pipeline.embed`). The cluster does the audio: Ray Data reads the file list, CPU
-tasks decode each file into windows (the decoders' libsoxr resampling and the window rule of
-:mod:`mclx.windows`), an actor pool encodes full batches of windows (one model per actor,
-loaded and checked once), and the window embeddings stream back to the driver
-(``iter_batches``), which pools each file once all its windows are in. Memory is bounded by
-Ray Data's streaming back-pressure; no shared file system is needed for the output.
+tasks decode each file into windows (:class:`mclx.ray.files.FileWindows`), an actor pool
+encodes full batches of windows (one model per actor, loaded and checked once), and the window
+embeddings stream back to the driver (``iter_batches``), which pools each file once all its
+windows are in. Memory is bounded by Ray Data's streaming back-pressure; no shared file system
+is needed for the output.
 
 Faults are Ray's to repair: decode tasks are retried, encoder actors restarted with their
 in-flight batches resubmitted, lost blocks rebuilt from their lineage. A window that arrives
 twice (a task retried after part of its output got through) is keyed by (file, window) and
 counts once, so every file reaches the store once.
-
-This module is named like the package it drives: ``import ray`` here is the real Ray (absolute
-imports), and nothing imports Ray before it is needed, so ``mclx`` works without it.
 """
 
 from __future__ import annotations
@@ -26,7 +23,6 @@ import logging
 import math
 import os
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -36,9 +32,9 @@ from typing import Any
 
 import numpy as np
 
-from mclx.audio import decode_blocks, one_line
+from mclx.audio import one_line
 from mclx.devices import resolve_precision
-from mclx.errors import DecodeError, MclxError, UsageError, WeightsError
+from mclx.errors import MclxError, UsageError, WeightsError
 from mclx.journal import Journal
 from mclx.pipeline import (
     JOURNAL_EVERY_S,
@@ -48,12 +44,11 @@ from mclx.pipeline import (
     EmbedSummary,
     embed,
     encode,
-    fill_record,
     make_plan,
 )
+from mclx.ray.files import FileWindows, decode_failure
 from mclx.records import FileRecord
-from mclx.resample import resampled_blocks
-from mclx.windows import Window, WindowCutter
+from mclx.windows import Window
 
 EXTRA = "pip install 'mclx[ray]'"
 # Test hook: "N:MARKER" makes one encoder actor exit on its N-th batch, once (MARKER is created then).
@@ -214,10 +209,7 @@ class RayRun(EmbedRun):
     def loop(self, caught: list[int], on_progress: Callable[[EmbedSummary], None] | None) -> None:
         from tqdm import tqdm
 
-        if not self.todo:
-            return
-        if self.plan.settings.fail_fast and any(r is not None and r.status == "failed" for r in self.records):
-            self.stopped_early = True  # an input could not even be stat-ed: the first failure
+        if not self._work_to_do():
             return
         bar = tqdm(
             total=len(self.todo),
@@ -344,46 +336,6 @@ def _ray_errors(batches: Iterator[Any]) -> Iterator[Any]:
         ) from None
 
 
-class FileWindows:
-    """One file decoded and cut into windows exactly as a local run on the CPU does it.
-
-    Iterating yields ``(Window, (window,) float32 samples)`` at the model's rate: streamed
-    decoding (:func:`mclx.audio.decode_blocks`), libsoxr resampling as in the decoder processes,
-    then :class:`mclx.windows.WindowCutter`. ``duration_s`` is set once iteration ends. Raises
-    DecodeError with a one-line reason.
-    """
-
-    def __init__(self, path: str, rate: int, window: int, hop: int) -> None:
-        self.path, self.rate, self.window, self.hop = path, rate, window, hop
-        self.duration_s = math.nan
-
-    def __iter__(self) -> Iterator[tuple[Window, np.ndarray]]:
-        import torch
-
-        cutter = WindowCutter(self.window, self.hop)
-        frames, rate = 0, 0
-        for native, n, block in resampled_blocks(decode_blocks(self.path), self.rate):
-            frames, rate = frames + n, native
-            if len(block):
-                yield from _as_numpy(cutter.push(torch.from_numpy(block)))
-        yield from _as_numpy(cutter.finish())
-        if frames == 0 or rate <= 0:
-            raise DecodeError("no audio frames")
-        self.duration_s = frames / rate
-
-
-def _as_numpy(cut: tuple[list[Window], list[Any]]) -> Iterator[tuple[Window, np.ndarray]]:
-    for window, chunk in zip(*cut, strict=True):
-        yield window, chunk.numpy()
-
-
-def _failure(exc: Exception) -> str:
-    """The one-line reason a local run records for a file that raised ``exc`` while decoding."""
-    if isinstance(exc, DecodeError):
-        return str(exc)
-    return f"{type(exc).__name__}: {one_line(exc)}"
-
-
 def _decode_task(
     batch: dict[str, np.ndarray], rate: int, window: int, hop: int, chunk: int
 ) -> Iterator[dict[str, np.ndarray]]:
@@ -406,7 +358,7 @@ def _decode_task(
                     sent += len(held) - 1
                     held = held[-1:]
         except Exception as exc:  # recorded like a local run's decoder failure, never fatal
-            yield _chunk(int(index), -1, [], window, error=_failure(exc))
+            yield _chunk(int(index), -1, [], window, error=decode_failure(exc))
             continue
         if not sent + len(held):  # frames that resampled to nothing
             yield _chunk(int(index), -1, [], window, error="no audio frames")
@@ -480,116 +432,3 @@ class _WindowEncoder:
             emb[rows] = encode(plan, x)[: len(rows)].cpu().numpy()
         batch["embedding"] = emb
         return batch
-
-
-class Embedder:
-    """A callable class for ``ray.data.Dataset.map_batches``: audio files -> mclx embeddings.
-
-    ::
-
-        ds = ray.data.from_items([{"path": p} for p in paths])  # or: read_binary_files(include_paths=True)
-        out = ds.map_batches(mclx.ray.Embedder, fn_constructor_kwargs={"model": "mclx-base"},
-                             batch_size=8, compute=ray.data.ActorPoolStrategy(size=4), num_gpus=1)
-
-    The model is loaded and checked once per actor. In: a batch with a ``path`` column (read
-    where the actor runs: give absolute paths that every node can reach), and optionally
-    ``bytes`` (the file's content, decoded instead of reading ``path``). Out, one row
-    per input file: ``path``, ``status`` ("ok" | "failed"), ``error`` ("" or the one-line reason
-    a local run records), ``duration_s``, ``global`` (D,) float32 (NaN when failed). With level
-    ``segment`` or ``both``, also per file: ``segment_count`` (k), ``start_s`` and ``end_s``
-    (k,) float64 and ``segments`` (k, D) float32 (empty when failed), rows as in a store's
-    ``/segments``. The vectors equal ``mclx embed``'s with the same model and settings on the CPU
-    (the same decoding, resampling, windows, batch padding and encoder).
-    """
-
-    def __init__(
-        self,
-        model: str | None = None,
-        level: str = "global",
-        window: float | None = None,
-        hop: float | None = None,
-        batch_size: int | None = None,
-        device: str = "auto",
-        precision: str = "auto",
-    ) -> None:
-        settings = EmbedSettings(
-            model=model,
-            level=level,
-            window_s=window,
-            hop_s=hop,
-            batch_size=batch_size,
-            device=device,
-            precision=precision,
-            quiet=True,
-        )
-        self.plan = make_plan(settings)
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        paths = [str(p) for p in batch["path"]]
-        contents = batch.get("bytes")
-        records = [
-            self._embed_one(path, None if contents is None else bytes(contents[i]))
-            for i, path in enumerate(paths)
-        ]
-        dim = self.plan.dim
-        out: dict[str, np.ndarray] = {
-            "path": np.array(paths, dtype=object),
-            "status": np.array([r.status for r in records], dtype=object),
-            "error": np.array([r.error for r in records], dtype=object),
-            "duration_s": np.array([r.duration_s for r in records], np.float64),
-            "global": np.stack(
-                [r.global_ if r.global_ is not None else np.full(dim, np.nan, np.float32) for r in records]
-            ).astype(np.float32),
-        }
-        if self.plan.keep_segments:
-            out["segment_count"] = np.array([r.segment_count for r in records], np.int64)
-            out["start_s"] = _ragged([r.starts.astype(np.float64) for r in records])
-            out["end_s"] = _ragged([r.ends.astype(np.float64) for r in records])
-            out["segments"] = _ragged(
-                [r.segments if r.segments is not None else np.zeros((0, dim), np.float32) for r in records]
-            )
-        return out
-
-    def _embed_one(self, path: str, content: bytes | None) -> FileRecord:
-        """One file decoded, windowed, encoded and pooled as a local run does it."""
-        import torch
-
-        rec = FileRecord(path, "failed", "", math.nan, -1, -1)
-        plan = self.plan
-        with _readable(path, content) as source:
-            file = FileWindows(source, plan.rate, plan.window, plan.hop)
-            try:
-                items = list(file)
-            except Exception as exc:
-                rec.error = _failure(exc)
-                return rec
-        windows = [w for w, _ in items]
-        parts = []
-        for lo in range(0, len(items), plan.batch_size):
-            x = torch.from_numpy(np.stack([s for _, s in items[lo : lo + plan.batch_size]])).to(plan.device)
-            parts.append(encode(plan, x)[: len(x)].cpu().numpy())
-        error = fill_record(rec, np.concatenate(parts).astype(np.float32), windows, file.duration_s, plan)
-        if error:
-            rec.status, rec.error, rec.global_, rec.segments = "failed", error, None, None
-        return rec
-
-
-def _ragged(arrays: list[np.ndarray]) -> np.ndarray:
-    """An object column of per-row arrays of different lengths (a variable-shaped tensor in Ray)."""
-    out = np.empty(len(arrays), dtype=object)
-    for i, a in enumerate(arrays):
-        out[i] = a
-    return out
-
-
-@contextlib.contextmanager
-def _readable(path: str, content: bytes | None) -> Iterator[str]:
-    """``path``, or a temporary file holding ``content`` under the same extension (the decoder
-    is chosen by extension)."""
-    if content is None:
-        yield path
-        return
-    with tempfile.NamedTemporaryFile(suffix=os.path.splitext(path)[1]) as tmp:
-        tmp.write(content)
-        tmp.flush()
-        yield tmp.name
