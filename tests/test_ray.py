@@ -235,3 +235,15 @@ def test_without_ray_the_engine_is_a_usage_error_naming_the_extra(corpus: list[s
     assert not Path("out.h5").exists()
     local = run_cli("embed", "audio", "out.h5", "--ray-address", "auto")
     assert local.returncode == 2 and "--engine ray" in local.stderr
+
+
+def test_an_address_where_no_cluster_answers_is_a_usage_error(corpus: list[str]) -> None:
+    import socket
+
+    with socket.socket() as closed:  # a free port, then nothing listens on it
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    done = run_cli("embed", "audio", "out.h5", "--engine", "ray", "--ray-address", f"127.0.0.1:{port}")
+    assert done.returncode == 2
+    assert f"--ray-address 127.0.0.1:{port}: cannot reach a Ray cluster" in done.stderr
+    assert not Path("out.h5").exists() and not Path("out.h5.journal").exists()

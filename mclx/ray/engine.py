@@ -22,6 +22,7 @@ import functools
 import logging
 import math
 import os
+import socket
 import sys
 import time
 import warnings
@@ -117,6 +118,7 @@ def _connect(ray: Any, address: str | None) -> bool:
     """Join the cluster (or start a local one); False when this process was already connected."""
     if ray.is_initialized():
         return False
+    _check_reachable(address)
     # The driver's MCLX_* settings (journal cadence, test hooks) reach the workers too.
     env = {k: v for k, v in os.environ.items() if k.startswith("MCLX_")}
     try:
@@ -132,6 +134,19 @@ def _connect(ray: Any, address: str | None) -> bool:
         where = f"at {address}" if address not in (None, "auto") else "(--ray-address auto)"
         raise UsageError(f"--ray-address: cannot reach a Ray cluster {where}: {one_line(exc)}") from None
     return True
+
+
+def _check_reachable(address: str | None, timeout_s: float = 10.0) -> None:
+    """A HOST:PORT that nothing answers on is a usage error at once (Ray itself waits minutes)."""
+    host, _, port = (address or "").rpartition(":")
+    if not host or "://" in host or not port.isdigit():
+        return  # None, "auto", "local", "ray://...": Ray's own checks are quick
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(
+            f"--ray-address {address}: cannot reach a Ray cluster there ({exc.strerror or one_line(exc)})"
+        ) from None
 
 
 class RayEngine:
