@@ -78,7 +78,7 @@ def embed(
     overwrite: Annotated[bool, typer.Option(help="Start a new store instead of resuming.")] = False,
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first unreadable file.")] = False,
     engine: Annotated[
-        str, typer.Option(help="local | ray: decode and encode here, or on a Ray cluster (mclx[ray]).")
+        str, typer.Option(help="local | ray: here, or on a Ray cluster (the extra mclx\\[ray]).")
     ] = "local",
     ray_address: Annotated[
         str | None,

@@ -31,7 +31,8 @@ from .test_embed import arrays, run_cli
 ray = pytest.importorskip("ray")
 cluster_utils = pytest.importorskip("ray.cluster_utils")
 
-from mclx.ray import ACTOR_EXIT_HOOK, Embedder, RaySettings, embed_on_ray  # noqa: E402
+from mclx.ray import Embedder, RaySettings, embed_on_ray  # noqa: E402
+from mclx.ray.engine import ACTOR_EXIT_HOOK  # noqa: E402
 
 # Short windows, small batches: many batches from few short files.
 ARGS = ["--model", "mfcc", "--level", "both", "--window", "0.5", "--hop", "0.25", "--batch-size", "4", "-q"]

@@ -12,6 +12,6 @@ This package is named like the one it drives: inside it ``import ray`` is the re
 from __future__ import annotations
 
 from mclx.ray.embedder import Embedder
-from mclx.ray.engine import ACTOR_EXIT_HOOK, EXTRA, RayEngine, RaySettings, embed_on_ray, require_ray
+from mclx.ray.engine import EXTRA, RaySettings, embed_on_ray, require_ray
 
-__all__ = ["ACTOR_EXIT_HOOK", "EXTRA", "Embedder", "RayEngine", "RaySettings", "embed_on_ray", "require_ray"]
+__all__ = ["EXTRA", "Embedder", "RaySettings", "embed_on_ray", "require_ray"]
