@@ -23,16 +23,20 @@ import pytest
 
 from mclx.inputs import walk_audio
 from mclx.pipeline import EmbedSettings, embed
+from mclx.ray import Embedder, RaySettings, embed_on_ray
+from mclx.ray.engine import ACTOR_EXIT_HOOK
 from mclx.store import read_store
 
 from .conftest import WriteAudio
 from .test_embed import arrays, run_cli
 
-ray = pytest.importorskip("ray")
-cluster_utils = pytest.importorskip("ray.cluster_utils")
+try:
+    import ray
+    from ray import cluster_utils
+except ImportError:  # the extra is not installed: only the test of that case runs
+    ray = cluster_utils = None
 
-from mclx.ray import Embedder, RaySettings, embed_on_ray  # noqa: E402
-from mclx.ray.engine import ACTOR_EXIT_HOOK  # noqa: E402
+needs_ray = pytest.mark.skipif(ray is None, reason="needs the ray extra: pip install 'mclx[ray]'")
 
 # Short windows, small batches: many batches from few short files.
 ARGS = ["--model", "mfcc", "--level", "both", "--window", "0.5", "--hop", "0.25", "--batch-size", "4", "-q"]
@@ -90,6 +94,7 @@ def assert_stores_match(a: Path, b: Path, atol: float = 1e-5) -> None:
             np.testing.assert_array_equal(xa[key], xb[key], err_msg=key)
 
 
+@needs_ray
 def test_ray_store_equals_the_local_store(corpus: list[str], reference: Path, cluster: str) -> None:
     out = Path("ray.h5")
     done = run_cli("embed", "audio", str(out), *ARGS, "--engine", "ray", "--ray-address", cluster, "--json")
@@ -106,6 +111,7 @@ def test_ray_store_equals_the_local_store(corpus: list[str], reference: Path, cl
     assert not Path("ray.h5.journal").exists()
 
 
+@needs_ray
 def test_an_encoder_actor_that_dies_loses_and_repeats_nothing(
     corpus: list[str], reference: Path, cluster: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -120,6 +126,7 @@ def test_an_encoder_actor_that_dies_loses_and_repeats_nothing(
 
 
 @pytest.mark.slow
+@needs_ray
 def test_driver_killed_with_sigkill_resumes_skipping_files_done(
     write_audio: WriteAudio, tmp_path: Path, cluster: str
 ) -> None:
@@ -147,6 +154,7 @@ def test_driver_killed_with_sigkill_resumes_skipping_files_done(
 
 
 @pytest.mark.slow
+@needs_ray
 def test_a_node_leaving_mid_run_loses_nothing(corpus: list[str], reference: Path, tmp_path: Path) -> None:
     # The head runs only the driver; the work is on two worker nodes of 2 CPUs, one of which
     # goes away while files are in flight (the one running the encoder actor when it is found).
@@ -187,6 +195,7 @@ def _node_with_the_actor(workers: list[Any]) -> Any:
     return node
 
 
+@needs_ray
 def test_embedder_in_a_user_pipeline_gives_the_vectors_of_mclx_embed(
     corpus: list[str], reference: Path, cluster: str
 ) -> None:
@@ -238,6 +247,7 @@ def test_without_ray_the_engine_is_a_usage_error_naming_the_extra(corpus: list[s
     assert local.returncode == 2 and "--engine ray" in local.stderr
 
 
+@needs_ray
 def test_an_address_where_no_cluster_answers_is_a_usage_error(corpus: list[str]) -> None:
     import socket
 
