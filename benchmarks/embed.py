@@ -8,7 +8,10 @@
    doing the decoders' whole job (decode, down-mix, and on the CPU resample to the model rate);
 2. model only: the encoder on windows already in memory on the device (same batch, precision);
 3. mclx: the library call and the CLI, end to end;
-4. naive: per file load whole, resample, cut windows, one forward, write (the peers' loop).
+4. naive: per file load whole, resample, cut windows, one forward, write (the peers' loop);
+5. ``--engine ray``: the library call on a local Ray runtime started here (``--ray-address``
+   to use a running cluster instead), beside stage 3 on the same files: files/s, x realtime, the
+   runtime's start-up, and the ratio to the native pipeline (needs mclx[ray]).
 Prints a table, then one JSON line with the x-realtime figures (audio seconds per wall second).
 ``--versus M`` also runs stages 2 and 3 with model M on the same files in the same run and
 reports the ratios (the first model's speed over M's).
@@ -183,6 +186,37 @@ def bench_naive(paths: list[str], model: str, device: str, out: Path) -> float:
     return time.perf_counter() - t0
 
 
+def bench_ray(paths: list[str], args: argparse.Namespace, batch: int, workers: int) -> dict[str, float]:
+    """The library call on Ray: start-up (connecting, or starting a local runtime) timed apart
+    from the run, which includes starting the actors and loading the model in each."""
+    import ray
+
+    from mclx.pipeline import EmbedSettings
+    from mclx.ray import RaySettings, embed_on_ray
+
+    t0 = time.perf_counter()
+    if args.ray_address:
+        ray.init(address=args.ray_address, logging_level="WARNING", log_to_driver=False)
+    else:  # a local runtime on this machine's CPUs (and GPUs)
+        ray.init(logging_level="WARNING", log_to_driver=False, include_dashboard=False)
+    startup = time.perf_counter() - t0
+    settings = EmbedSettings(
+        model=args.model, device=args.device, precision=args.precision, batch_size=batch,
+        workers=workers, quiet=True, overwrite=True,
+    )  # fmt: skip
+    ray_settings = RaySettings(actors=args.ray_actors)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            summary = embed_on_ray(paths, str(Path(tmp) / "ray.h5"), settings, ray_settings)
+    finally:
+        ray.shutdown()
+    return {
+        "xrt": summary.audio_s / summary.wall_s,
+        "files_per_s": len(paths) / summary.wall_s,
+        "startup_s": startup,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=200)
@@ -197,6 +231,9 @@ def main() -> None:
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "mclx-bench-audio"))
     ap.add_argument("--stages", default="decode,model,mclx,cli,naive", help="comma-separated subset")
     ap.add_argument("--versus", default="", help="a second model for stages model and mclx, side by side")
+    ap.add_argument("--engine", default="local", choices=["local", "ray"], help="ray: also the Ray engine")
+    ap.add_argument("--ray-address", default=None, help="a running Ray cluster (default: start one here)")
+    ap.add_argument("--ray-actors", type=int, default=None)
     args = ap.parse_args()
 
     from mclx.decoders import default_workers
@@ -216,6 +253,8 @@ def main() -> None:
     durations = [duration_s(p) for p in paths]
     audio_s = float(sum(durations))
 
+    walls: dict[str, float] = {}  # model -> wall seconds of its library run
+
     def library(model: str, out: Path) -> float:
         """x realtime of the `mclx embed` library call with ``model``."""
         settings = EmbedSettings(
@@ -223,6 +262,7 @@ def main() -> None:
             workers=workers, quiet=True, overwrite=True,
         )  # fmt: skip
         summary = embed(paths, str(out), settings)
+        walls[model] = summary.wall_s
         return summary.audio_s / summary.wall_s
 
     stages = set(args.stages.split(","))
@@ -250,6 +290,14 @@ def main() -> None:
         if "naive" in stages:
             rows["naive loop"] = audio_s / bench_naive(paths, args.model, args.device, Path(tmp) / "naive.h5")
 
+    ray_row: dict[str, float] = {}
+    if args.engine == "ray":
+        if "mclx" not in stages:  # the native pipeline it is compared with, on the same files
+            with tempfile.TemporaryDirectory() as tmp:
+                rows["mclx (library)"] = library(args.model, Path(tmp) / "lib.h5")
+        ray_row = bench_ray(paths, args, batch, workers)
+        rows["mclx on Ray"] = ray_row["xrt"]
+
     versus: dict[str, float] = {}
     if args.versus:
         if "model" in stages:
@@ -268,6 +316,11 @@ def main() -> None:
     for name, xrt in rows.items():
         print(f"{name:<16}{xrt:>12.1f}")
     print(f"{'bound':<16}{bound:>12.1f}")
+    if ray_row:
+        native = rows.get("mclx (library)", nan)
+        print(f"Ray: start-up {ray_row['startup_s']:.1f} s, {ray_row['files_per_s']:.2f} files/s "
+              f"({len(paths) / walls[args.model]:.2f} native); "
+              f"ratio Ray / native {ray_row['xrt'] / native:.2f}")  # fmt: skip
     for name, xrt in versus.items():
         print(f"{name:<16}{xrt:>12.1f}  ({args.versus}); ratio {rows.get(name, nan) / xrt:.2f}")
     result = {
@@ -285,6 +338,11 @@ def main() -> None:
         "efficiency": round(rows.get("mclx (library)", nan) / bound, 3),
         "vs_naive": round(rows.get("mclx (library)", nan) / rows.get("naive loop", nan), 2),
     }
+    if ray_row:
+        result["ray_xrt"] = round(ray_row["xrt"], 1)
+        result["ray_files_per_s"] = round(ray_row["files_per_s"], 2)
+        result["ray_startup_s"] = round(ray_row["startup_s"], 2)
+        result["ray_vs_native"] = round(ray_row["xrt"] / rows.get("mclx (library)", nan), 2)
     if args.versus:
         result["versus"] = args.versus
         result["versus_model_xrt"] = round(versus.get("model only", nan), 1)

@@ -77,6 +77,16 @@ def embed(
     null: Annotated[bool, typer.Option("--null", help="Paths on stdin are NUL-separated.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Start a new store instead of resuming.")] = False,
     fail_fast: Annotated[bool, typer.Option(help="Stop at the first unreadable file.")] = False,
+    engine: Annotated[
+        str, typer.Option(help="local | ray: here, or on a Ray cluster (the extra mclx\\[ray]).")
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="auto | ADDRESS: the Ray cluster (default: a running one, else a local one)."),
+    ] = None,
+    ray_actors: Annotated[
+        int | None, typer.Option(help="Encoder actors on Ray (default: one per GPU, else per two CPUs).")
+    ] = None,
     as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -96,8 +106,18 @@ def embed(
     from mclx.pipeline import embed as run_embed
 
     check_output_writable(output)
+    if engine not in ("local", "ray"):
+        raise UsageError(f"--engine {engine}: expected local or ray")
+    if engine == "local" and (ray_address is not None or ray_actors is not None):
+        raise UsageError("--ray-address and --ray-actors need --engine ray")
+    if engine == "ray":
+        from mclx.ray import require_ray
+
+        require_ray()
     # Under torchrun each rank embeds its shard into a store of its own; rank 0 merges them.
     job = torchrun_job() if shard is None else None
+    if job and engine == "ray":
+        raise UsageError("--engine ray runs one driver for the whole cluster, not under torchrun")
     shard_spec = job or parse_shard(shard)
     target = shard_store_path(output, *job) if job else output
     if job:
@@ -127,7 +147,13 @@ def embed(
         fail_fast=fail_fast,
         quiet=quiet,
     )
-    summary = run_embed(files, target, settings, argv=sys.argv[1:])
+    if engine == "ray":
+        from mclx.ray import RaySettings, embed_on_ray
+
+        ray_settings = RaySettings(address=ray_address, actors=ray_actors)
+        summary = embed_on_ray(files, target, settings, ray_settings, argv=sys.argv[1:])
+    else:
+        summary = run_embed(files, target, settings, argv=sys.argv[1:])
     for warning in summary.warnings:  # not silenced by --quiet: work was lost and redone
         print(f"mclx: warning: {warning}", file=sys.stderr)
     if job:

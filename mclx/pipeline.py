@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -29,6 +29,7 @@ from mclx.errors import Interrupted, MclxError, UsageError
 from mclx.inputs import check_output_writable
 from mclx.journal import Journal
 from mclx.store import FileRecord, RowRef, read_attrs, read_keys, settings_mismatch, write_store
+from mclx.windows import Window
 
 LEVELS = ("global", "segment", "both")
 RESAMPLE_IN = ("auto", "decoders", "encoder")
@@ -239,8 +240,13 @@ def embed(
     settings: EmbedSettings = EmbedSettings(),
     argv: Sequence[str] | None = None,
     on_progress: Callable[[EmbedSummary], None] | None = None,
+    engine: Engine | None = None,
 ) -> EmbedSummary:
     """Embed ``files`` into the store ``output``, resuming whatever an earlier run left.
+
+    ``engine``: where the files are decoded and encoded (None: this process and its decoder
+    processes; :class:`mclx.ray.RayEngine`: a Ray cluster). The journal, the resume rule and the
+    store are the same whatever the engine.
 
     Raises UsageError before any work for bad settings or an unwritable output,
     StoreError for a store made with other settings, Interrupted on SIGINT/SIGTERM.
@@ -248,7 +254,7 @@ def embed(
 
     started = time.monotonic()
     check_output_writable(output)
-    plan = make_plan(settings, argv)
+    plan = make_plan(settings, argv) if engine is None else engine.make_plan(settings, argv)
     attrs = plan.attrs
 
     out_path = Path(output)
@@ -293,7 +299,10 @@ def embed(
             else:
                 records[i] = FileRecord(path, "pending", "", math.nan, size, mtime)
                 todo.append(i)
-        run = _Run(files, records, todo, plan, journal, summary)
+        if engine is None:
+            run = EmbedRun(files, records, todo, plan, journal, summary)
+        else:
+            run = engine.make_run(files, records, todo, plan, journal, summary)
         with _stop_on_signals() as caught:
             run.loop(caught, on_progress)
         if run.stopped_by_signal:
@@ -349,8 +358,70 @@ def _latest(records: list[FileRecord]) -> list[FileRecord]:
     return list(latest.values())
 
 
-class _Run:
-    """State of one embed loop: active files, the pending windows, the unjournaled records."""
+class Engine(Protocol):
+    """Where an embed run's files are decoded and encoded; :func:`embed` keeps the rest."""
+
+    def make_plan(self, settings: EmbedSettings, argv: Sequence[str] | None) -> EmbedPlan: ...
+
+    def make_run(
+        self,
+        files: Sequence[str],
+        records: list[FileRecord | None],
+        todo: list[int],
+        plan: EmbedPlan,
+        journal: Journal,
+        summary: EmbedSummary,
+    ) -> EmbedRun: ...
+
+
+def encode(plan: EmbedPlan, x: Any) -> Any:
+    """(n, window) windows on ``plan.device``, n <= batch size -> (batch size, D) float32 embeddings.
+
+    Always a full batch (zero rows pad a short one): the same shapes every time keep each row's
+    result independent of which other windows share its batch. Rows past n embed the padding.
+    """
+    import torch
+
+    if len(x) < plan.batch_size:
+        x = torch.cat([x, x.new_zeros(plan.batch_size - len(x), plan.window)])
+    dtype = autocast_dtype(plan.precision)
+    with (
+        torch.inference_mode(),
+        torch.autocast(plan.device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
+    ):
+        return plan.encoder(x).float()
+
+
+def fill_record(
+    rec: FileRecord, emb: np.ndarray, windows: Sequence[Window], duration_s: float, plan: EmbedPlan
+) -> str:
+    """Fill ``rec`` from its file's (k, D) window embeddings; returns "" or why the file failed.
+
+    The global row is the mean of the windows; with segments, each window's span in seconds
+    (a zero-padded short file's one window ends at the file's end).
+    """
+    if not np.isfinite(emb).all():
+        return "encoder produced non-finite values"
+    rec.status, rec.error = "ok", ""
+    rec.duration_s = duration_s
+    rec.segment_count = len(windows)
+    rec.global_ = emb.mean(axis=0, dtype=np.float64).astype(np.float32)
+    if plan.keep_segments:
+        rec.segments = emb
+        rec.starts = np.array([w.start / plan.rate for w in windows], dtype=np.float64)
+        rec.ends = np.array([min(w.end / plan.rate, duration_s) for w in windows], dtype=np.float64)
+        if rec.segment_count == 1 and windows[0].end < plan.window:
+            rec.ends[0] = duration_s
+    return ""
+
+
+class EmbedRun:
+    """State of one embed loop: active files, the pending windows, the unjournaled records.
+
+    :meth:`loop` is this process's pipeline (decoder processes, one encoder); another engine
+    overrides it and hands finished files to :meth:`_finish` and :meth:`_fail`, and journals
+    them with :meth:`_journal`, as this one does.
+    """
 
     def __init__(
         self,
@@ -380,10 +451,7 @@ class _Run:
 
         from mclx.decoders import DecoderPool
 
-        if not self.todo:
-            return
-        if self.plan.settings.fail_fast and any(r is not None and r.status == "failed" for r in self.records):
-            self.stopped_early = True  # an input could not even be stat-ed: the first failure
+        if not self._work_to_do():
             return
         workers = self.plan.workers
         threads = torch.get_num_threads()
@@ -436,6 +504,15 @@ class _Run:
             self._journal()
         self.summary.failed = 0  # recounted from the records by embed()
 
+    def _work_to_do(self) -> bool:
+        """False when nothing is to be embedded, or --fail-fast met a file it could not stat."""
+        if not self.todo:
+            return False
+        if self.plan.settings.fail_fast and any(r is not None and r.status == "failed" for r in self.records):
+            self.stopped_early = True  # an input could not even be stat-ed: the first failure
+            return False
+        return True
+
     def _handle(self, event: Any) -> None:
         import torch
 
@@ -479,17 +556,7 @@ class _Run:
         import torch
 
         batch, self.pending = self.pending[: self.plan.batch_size], self.pending[self.plan.batch_size :]
-        x = torch.stack([chunk for _, chunk in batch])
-        if len(batch) < self.plan.batch_size:
-            # Always a full batch (zero rows pad the last one): the same shapes every time keep
-            # each row's result independent of which other windows share its batch.
-            x = torch.cat([x, x.new_zeros(self.plan.batch_size - len(batch), self.plan.window)])
-        dtype = autocast_dtype(self.plan.precision)
-        with (
-            torch.inference_mode(),
-            torch.autocast(self.plan.device.type, dtype=dtype or torch.float32, enabled=dtype is not None),
-        ):
-            out = self.plan.encoder(x).float()
+        out = encode(self.plan, torch.stack([chunk for _, chunk in batch]))
         if self.plan.device.type == "cuda":
             host = self._host_buffer(out.shape)
             host.copy_(out, non_blocking=True)
@@ -526,24 +593,17 @@ class _Run:
 
     def _complete(self, state: _Active) -> None:
         del self.active[state.index]
-        rec = self.records[state.index]
-        assert rec is not None
         emb = np.stack(state.embeddings).astype(np.float32)  # (k, D)
-        if not np.isfinite(emb).all():
-            self._set_failed(rec, "encoder produced non-finite values")
+        self._finish(state.index, emb, state.windows, state.native_frames / state.native_rate)
+
+    def _finish(self, index: int, emb: np.ndarray, windows: Sequence[Window], duration_s: float) -> None:
+        """File ``index`` is embedded: (k, D) ``emb``, one row per window."""
+        rec = self.records[index]
+        assert rec is not None
+        error = fill_record(rec, emb, windows, duration_s, self.plan)
+        if error:
+            self._set_failed(rec, error)
             return
-        rec.status, rec.error = "ok", ""
-        rec.duration_s = state.native_frames / state.native_rate
-        rec.segment_count = len(state.windows)
-        rec.global_ = emb.mean(axis=0, dtype=np.float64).astype(np.float32)
-        if self.plan.keep_segments:
-            rec.segments = emb
-            rec.starts = np.array([w.start / self.plan.rate for w in state.windows], dtype=np.float64)
-            rec.ends = np.array(
-                [min(w.end / self.plan.rate, rec.duration_s) for w in state.windows], dtype=np.float64
-            )
-            if rec.segment_count == 1 and state.windows[0].end < self.plan.window:
-                rec.ends[0] = rec.duration_s
         self.summary.audio_s += rec.duration_s
         self.finished += 1
         self.unjournaled.append(rec)

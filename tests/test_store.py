@@ -88,9 +88,9 @@ def test_a_resume_reads_only_the_keys_of_the_earlier_store(
     out = str(tmp_path / "o.h5")
     pipeline.embed(files[:3], out, settings(level="both"))
     before_loop: list[str] = []
-    loop = pipeline._Run.loop
+    loop = pipeline.EmbedRun.loop
     monkeypatch.setattr(
-        pipeline._Run, "loop", lambda self, *a: (before_loop.extend(reads), loop(self, *a))[1]
+        pipeline.EmbedRun, "loop", lambda self, *a: (before_loop.extend(reads), loop(self, *a))[1]
     )
     reads.clear()
     summary = pipeline.embed(files, out, settings(level="both"))
@@ -106,13 +106,13 @@ def test_finished_files_leave_memory_once_journaled(
 
     files = [str(write_audio(f"{i}.wav", seconds=2.0, freq=200 + 50 * i)) for i in range(6)]
     held: list[int] = []
-    journal = pipeline._Run._journal
+    journal = pipeline.EmbedRun._journal
 
     def check(self):  # type: ignore[no-untyped-def]
         journal(self)
         held.append(sum(r is not None and r.segments is not None for r in self.records))
 
-    monkeypatch.setattr(pipeline._Run, "_journal", check)
+    monkeypatch.setattr(pipeline.EmbedRun, "_journal", check)
     summary = pipeline.embed(files, str(tmp_path / "o.h5"), settings(level="both", batch_size=1))
     assert summary.ok == 6 and held
     assert max(held) == 0

@@ -1,0 +1,449 @@
+"""``mclx embed --engine ray``: the audio on a Ray cluster, the journal and store on the driver.
+
+The driver does what a local run does with everything but the audio: it lists and stats the
+files, skips those already done, journals finished files and builds the store
+(:func:`mclx.pipeline.embed`). The cluster does the audio: Ray Data reads the file list, CPU
+tasks decode each file into windows (:class:`mclx.ray.files.FileWindows`), an actor pool
+encodes full batches of windows (one model per actor, loaded and checked once), and the window
+embeddings stream back to the driver (``iter_batches``), which pools each file once all its
+windows are in. Memory is bounded by Ray Data's streaming back-pressure; no shared file system
+is needed for the output.
+
+Faults are Ray's to repair: decode tasks are retried, encoder actors restarted with their
+in-flight batches resubmitted, lost blocks rebuilt from their lineage. A window that arrives
+twice (a task retried after part of its output got through) is keyed by (file, window) and
+counts once, so every file reaches the store once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import math
+import os
+import socket
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mclx.audio import one_line
+from mclx.devices import resolve_precision
+from mclx.errors import MclxError, UsageError, WeightsError
+from mclx.journal import Journal
+from mclx.pipeline import (
+    JOURNAL_EVERY_S,
+    EmbedPlan,
+    EmbedRun,
+    EmbedSettings,
+    EmbedSummary,
+    embed,
+    encode,
+    make_plan,
+)
+from mclx.ray.files import FileWindows, decode_failure
+from mclx.records import FileRecord
+from mclx.windows import Window
+
+EXTRA = "pip install 'mclx[ray]'"
+# Test hook: "N:MARKER" makes one encoder actor exit on its N-th batch, once (MARKER is created then).
+ACTOR_EXIT_HOOK = "MCLX_RAY_TEST_ACTOR_EXIT"
+
+
+def require_ray() -> Any:
+    """The ``ray`` package with Ray Data, or a usage error naming the extra that installs it."""
+    try:
+        import ray
+        import ray.data
+    except ImportError:
+        raise UsageError(f"--engine ray needs Ray, an optional extra: {EXTRA}") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    """Where and how wide a Ray run is."""
+
+    # None: the cluster in RAY_ADDRESS or the one started on this machine, else a new local one;
+    # "auto": a running cluster (an error when there is none); else a cluster's address.
+    address: str | None = None
+    actors: int | None = None  # encoder actors; None: one per GPU, else one per two CPUs
+
+
+@dataclass(frozen=True)
+class ClusterPlan:
+    """How the encoder actors are placed, resolved once from the cluster's resources."""
+
+    device: str  # "cuda" | "cpu": what each actor runs its model on
+    actors: int
+    cpus: float
+    gpus: float
+
+
+def embed_on_ray(
+    files: Sequence[str],
+    output: str,
+    settings: EmbedSettings | None = None,
+    ray_settings: RaySettings = RaySettings(),
+    argv: Sequence[str] | None = None,
+    on_progress: Callable[[EmbedSummary], None] | None = None,
+) -> EmbedSummary:
+    """:func:`mclx.pipeline.embed` with the audio decoded and encoded on a Ray cluster.
+
+    Same store, journal, resume rule and errors; connects to (or starts) the cluster first and
+    disconnects at the end when this call connected.
+    """
+    ray = require_ray()
+    if ray_settings.actors is not None and ray_settings.actors < 1:
+        raise UsageError("--ray-actors must be at least 1")
+    # Ray's driver prints what the cluster reports (a node lost, a worker killed) on stdout,
+    # which holds results (`--json`): its messages are logs, and go to stderr.
+    with contextlib.redirect_stdout(sys.stderr):
+        connected_here = _connect(ray, ray_settings.address)
+        try:
+            engine = RayEngine(ray_settings)
+            return embed(files, output, settings or EmbedSettings(), argv, on_progress, engine=engine)
+        finally:
+            if connected_here:
+                ray.shutdown()
+
+
+def _connect(ray: Any, address: str | None) -> bool:
+    """Join the cluster (or start a local one); False when this process was already connected."""
+    if ray.is_initialized():
+        return False
+    _check_reachable(address)
+    # The driver's MCLX_* settings (journal cadence, test hooks) reach the workers too.
+    env = {k: v for k, v in os.environ.items() if k.startswith("MCLX_")}
+    try:
+        ray.init(
+            address=address,
+            runtime_env={"env_vars": env} if env else None,
+            logging_level="WARNING",
+            log_to_driver=False,
+            include_dashboard=False,
+            configure_logging=True,
+        )
+    except (ConnectionError, ValueError, RuntimeError) as exc:
+        where = f"at {address}" if address not in (None, "auto") else "(--ray-address auto)"
+        raise UsageError(f"--ray-address: cannot reach a Ray cluster {where}: {one_line(exc)}") from None
+    return True
+
+
+def _check_reachable(address: str | None, timeout_s: float = 10.0) -> None:
+    """A HOST:PORT that nothing answers on is a usage error at once (Ray itself waits minutes)."""
+    host, _, port = (address or "").rpartition(":")
+    if not host or "://" in host or not port.isdigit():
+        return  # None, "auto", "local", "ray://...": Ray's own checks are quick
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise UsageError(
+            f"--ray-address {address}: cannot reach a Ray cluster there ({exc.strerror or one_line(exc)})"
+        ) from None
+
+
+class RayEngine:
+    """The :class:`mclx.pipeline.Engine` of a Ray cluster (the driver is already connected)."""
+
+    def __init__(self, ray_settings: RaySettings) -> None:
+        self.ray_settings = ray_settings
+        self.cluster: ClusterPlan | None = None
+
+    def make_plan(self, settings: EmbedSettings, argv: Sequence[str] | None) -> EmbedPlan:
+        """The run's plan as the actors will run it; the driver loads the model on its CPU only
+        for the store's attributes."""
+        import ray
+
+        resources = ray.cluster_resources()
+        cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
+        if settings.device == "auto":
+            device = "cuda" if gpus >= 1 else "cpu"
+        elif settings.device == "cpu":
+            device = "cpu"
+        elif settings.device.split(":")[0] == "cuda":
+            if gpus < 1:
+                raise UsageError(f"--device {settings.device}: the Ray cluster has no GPU")
+            device = "cuda"  # Ray gives each actor its own GPU, seen as cuda:0
+        else:
+            raise UsageError(f"--device {settings.device}: expected auto, cpu, cuda or cuda:N")
+        actors = self.ray_settings.actors or (int(gpus) if device == "cuda" else max(1, int(cpus) // 2))
+        self.cluster = ClusterPlan(device, actors, cpus, gpus)
+        precision = resolve_precision(settings.precision, device)
+        batch_size = settings.batch_size or (256 if device == "cuda" else 32)
+        # The decode tasks resample (libsoxr) whatever the actors' device: --resample-in is moot.
+        driver = replace(settings, device="cpu", precision=precision, batch_size=batch_size)
+        return make_plan(driver, argv)
+
+    def make_run(
+        self,
+        files: Sequence[str],
+        records: list[FileRecord | None],
+        todo: list[int],
+        plan: EmbedPlan,
+        journal: Journal,
+        summary: EmbedSummary,
+    ) -> EmbedRun:
+        assert self.cluster is not None, "make_plan comes first"
+        return RayRun(files, records, todo, plan, journal, summary, self.cluster)
+
+
+@dataclass
+class _Arriving:
+    """A file whose windows are coming back from the actors, in any order."""
+
+    rows: dict[int, tuple[Window, np.ndarray]] = field(default_factory=dict)  # window number -> (D,)
+    count: int = -1  # windows in the file, known once its last chunk arrived
+    duration_s: float = math.nan
+
+
+class RayRun(EmbedRun):
+    """The embed loop of a Ray run: window embeddings in, finished files to the journal."""
+
+    def __init__(
+        self,
+        files: Sequence[str],
+        records: list[FileRecord | None],
+        todo: list[int],
+        plan: EmbedPlan,
+        journal: Journal,
+        summary: EmbedSummary,
+        cluster: ClusterPlan,
+    ) -> None:
+        super().__init__(files, records, todo, plan, journal, summary)
+        self.cluster = cluster
+        self.arriving: dict[int, _Arriving] = {}
+        self.settled: set[int] = set()
+
+    def loop(self, caught: list[int], on_progress: Callable[[EmbedSummary], None] | None) -> None:
+        from tqdm import tqdm
+
+        if not self._work_to_do():
+            return
+        bar = tqdm(
+            total=len(self.todo),
+            unit="file",
+            disable=self.plan.settings.quiet or not sys.stderr.isatty(),
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+        last_journal = time.monotonic()
+        batches = iter(self._dataset().iter_batches(batch_size=None, batch_format="numpy"))
+        try:
+            for batch in _ray_errors(batches):
+                if caught:
+                    self.stopped_by_signal = True
+                    break
+                self._take(batch)
+                if self.plan.settings.fail_fast and self.summary.failed:
+                    self.stopped_early = True
+                    break
+                now = time.monotonic()
+                if now - last_journal >= JOURNAL_EVERY_S:
+                    self._journal()
+                    last_journal = now
+                if self.finished > bar.n:
+                    bar.update(self.finished - bar.n)
+                    if on_progress is not None:
+                        on_progress(self.summary)
+            else:
+                for index in set(self.todo) - self.settled:  # never expected: say so in the store
+                    self._fail(index, "no result came back from the Ray cluster")
+        finally:
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()  # stops the dataset's execution when the loop ended early
+            bar.close()
+            self._journal()
+        self.summary.failed = 0  # recounted from the records by embed()
+
+    def _dataset(self) -> Any:
+        """File list -> decode tasks (window chunks) -> encoder actor pool -> window embeddings.
+
+        Faults: decode tasks keep Ray Data's ``max_retries=-1`` (a task lost with its worker or
+        node runs again; lost blocks are rebuilt from their lineage); encoder actors are
+        restarted (``max_restarts=-1``) and their in-flight batches resubmitted
+        (``max_task_retries=-1``). A file that cannot be decoded is a row, never a task error.
+        Decoding stays in CPU tasks of its own, not fused into the actors: a CPU left to
+        the decoders is not idle while an actor encodes.
+        """
+        import ray
+
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False  # the run's own bar counts files
+        logging.getLogger("ray.data").setLevel(logging.ERROR)  # its progress lines, its notes
+        # Workers do not share the driver's working directory: they get absolute paths, the
+        # store keeps the paths as given.
+        items = [{"index": i, "path": os.path.abspath(self.files[i])} for i in self.todo]
+        plan, cluster = self.plan, self.cluster
+        actor_settings = replace(plan.settings, device=cluster.device, quiet=True, overwrite=False)
+        decode = functools.partial(
+            _decode_task, rate=plan.rate, window=plan.window, hop=plan.hop, chunk=plan.batch_size
+        )
+        files = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))
+        windows = files.map_batches(decode, batch_size=1, num_cpus=1)
+        sha256 = plan.attrs["model_sha256"]
+        per_actor: dict[str, Any] = {"num_gpus": 1} if cluster.device == "cuda" else {"num_cpus": 1}
+        with warnings.catch_warnings():
+            # Per-call remote arguments are deprecated in Ray 2.60 (removed in 2.64, hence the
+            # pin below it) with no other way yet to state an actor's restarts; a stage with a
+            # remote-arguments function is also never fused into the decode tasks before it.
+            warnings.filterwarnings("ignore", message=".*ray_remote_args_fn.*deprecated")
+            return windows.map_batches(
+                _WindowEncoder,
+                fn_constructor_kwargs={"settings": actor_settings, "model_sha256": sha256},
+                batch_size=plan.batch_size,
+                compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cluster.actors),
+                ray_remote_args_fn=_actor_restarts,
+                **per_actor,
+            )
+
+    def _take(self, batch: dict[str, np.ndarray]) -> None:
+        """Window embeddings from the actors; a file is finished when all its windows are in."""
+        for row in range(len(batch["index"])):
+            index = int(batch["index"][row])
+            if index in self.settled:
+                continue  # a late duplicate, or a window of a file that failed since
+            error = str(batch["error"][row])
+            if error:
+                self.arriving.pop(index, None)
+                self.settled.add(index)
+                self._fail(index, error)
+                continue
+            file = self.arriving.setdefault(index, _Arriving())
+            window = Window(int(batch["start"][row]), int(batch["end"][row]))
+            file.rows[int(batch["window"][row])] = (window, batch["embedding"][row])
+            if int(batch["count"][row]) >= 0:
+                file.count, file.duration_s = int(batch["count"][row]), float(batch["duration_s"][row])
+            if len(file.rows) == file.count:
+                del self.arriving[index]
+                self.settled.add(index)
+                ordered = [file.rows[k] for k in range(file.count)]
+                emb = np.stack([e for _, e in ordered]).astype(np.float32)  # (k, D)
+                self._finish(index, emb, [w for w, _ in ordered], file.duration_s)
+
+
+def _actor_restarts() -> dict[str, Any]:
+    return {"max_restarts": -1, "max_task_retries": -1}
+
+
+def _ray_errors(batches: Iterator[Any]) -> Iterator[Any]:
+    """The batches; a failed Ray job ends in one line (the journal keeps what is done)."""
+    import ray.exceptions
+
+    try:
+        yield from batches
+    except (ray.exceptions.RayError, RuntimeError) as exc:
+        cause: BaseException = exc
+        while isinstance(inner := getattr(cause, "cause", None), BaseException):  # RayTaskError wraps
+            cause = inner  # the error raised in the task or actor
+        if isinstance(cause, MclxError):
+            raise type(cause)(str(cause)) from None
+        raise MclxError(
+            f"the Ray job failed: {one_line(cause)}; the finished files are kept, run the same "
+            "command again to resume"
+        ) from None
+
+
+def _decode_task(
+    batch: dict[str, np.ndarray], rate: int, window: int, hop: int, chunk: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """Ray Data task: each file of ``batch`` -> chunks of its windows, or one row with its error.
+
+    Columns: ``index``, ``window`` (its number in the file), ``start``/``end`` (samples),
+    ``count`` and ``duration_s`` (on the last chunk's rows only; -1 and NaN before),
+    ``error`` ("" when ok) and ``samples`` (rows, window) float32. The last window is held back
+    until the file ends, so the last chunk is never empty.
+    """
+    for index, path in zip(batch["index"], batch["path"], strict=True):
+        file = FileWindows(str(path), rate, window, hop)
+        held: list[tuple[Window, np.ndarray]] = []
+        sent = 0
+        try:
+            for item in file:
+                held.append(item)
+                if len(held) > chunk:
+                    yield _chunk(int(index), sent, held[:-1], window)
+                    sent += len(held) - 1
+                    held = held[-1:]
+        except Exception as exc:  # recorded like a local run's decoder failure, never fatal
+            yield _chunk(int(index), -1, [], window, error=decode_failure(exc))
+            continue
+        if not sent + len(held):  # frames that resampled to nothing
+            yield _chunk(int(index), -1, [], window, error="no audio frames")
+            continue
+        yield _chunk(int(index), sent, held, window, count=sent + len(held), duration_s=file.duration_s)
+
+
+def _chunk(
+    index: int,
+    first: int,
+    items: list[tuple[Window, np.ndarray]],
+    window: int,
+    count: int = -1,
+    duration_s: float = math.nan,
+    error: str = "",
+) -> dict[str, np.ndarray]:
+    n = max(1, len(items))  # an error is one row with zero samples
+    samples = np.zeros((n, window), np.float32)
+    for row, (_, x) in enumerate(items):
+        samples[row] = x
+    return {
+        "index": np.full(n, index, np.int64),
+        "window": np.arange(first, first + n, dtype=np.int64),
+        "start": np.array([w.start for w, _ in items] or [0], np.int64),
+        "end": np.array([w.end for w, _ in items] or [0], np.int64),
+        "count": np.full(n, count, np.int64),
+        "duration_s": np.full(n, duration_s, np.float64),
+        "error": np.array([error] * n, dtype=object),
+        "samples": samples,
+    }
+
+
+def _exit_once_hook() -> tuple[int, Path] | None:
+    spec = os.environ.get(ACTOR_EXIT_HOOK, "")
+    if not spec:
+        return None
+    n, marker = spec.split(":", 1)
+    return int(n), Path(marker)
+
+
+class _WindowEncoder:
+    """Ray Data actor: the model loaded and checked once, then batches of windows -> embeddings."""
+
+    def __init__(self, settings: EmbedSettings, model_sha256: str) -> None:
+        self.plan = make_plan(settings)
+        if self.plan.attrs["model_sha256"] != model_sha256:
+            raise WeightsError(
+                f"--model {settings.model}: this Ray worker's weights differ from the driver's "
+                f"(sha256 {self.plan.attrs['model_sha256'][:12]} vs {model_sha256[:12]}); "
+                "a checkpoint must be the same file on every node"
+            )
+        self.calls = 0
+        self.exit_hook = _exit_once_hook()
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Window rows (see :func:`_decode_task`) -> the same rows with ``embedding`` (rows, D)
+        float32 instead of ``samples`` (NaN on error rows)."""
+        import torch
+
+        self.calls += 1
+        if self.exit_hook is not None and self.calls == self.exit_hook[0] and not self.exit_hook[1].exists():
+            self.exit_hook[1].touch()
+            os._exit(1)
+        plan = self.plan
+        samples = batch.pop("samples")
+        ok = np.flatnonzero(batch["error"] == "")
+        emb = np.full((len(samples), plan.dim), np.nan, np.float32)
+        for lo in range(0, len(ok), plan.batch_size):
+            rows = ok[lo : lo + plan.batch_size]
+            x = torch.from_numpy(np.ascontiguousarray(samples[rows])).to(plan.device)
+            emb[rows] = encode(plan, x)[: len(rows)].cpu().numpy()
+        batch["embedding"] = emb
+        return batch
