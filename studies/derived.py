@@ -28,6 +28,8 @@ import soundfile as sf
 from studies.spec import Study
 
 BRIGHTNESS = "brightness"
+# A derived task whose clips are another task's is probed on that task's stores (embedded once).
+SAME_CLIPS = {BRIGHTNESS: "gamesrc"}
 CORRUPTIONS = ("noise-10db", "noise-0db", "lowpass-2k", "aac-24k")
 
 
@@ -37,6 +39,11 @@ def is_corrupted(task: str) -> bool:
 
 def root(data: Path) -> Path:
     return data / "studies"
+
+
+def store_task(task: str) -> str:
+    """The task whose stores hold ``task``'s clips: itself, or the task it takes its clips from."""
+    return SAME_CLIPS.get(task, task)
 
 
 def task_dirs(study: Study, data: Path) -> dict[str, Path]:

@@ -52,7 +52,7 @@ class Layout:
         return self.runs / run.name
 
     def store(self, task: str, features: str) -> Path:
-        return self.stores / task / f"{features}.h5"
+        return self.stores / derived.store_task(task) / f"{features}.h5"
 
 
 @dataclass(frozen=True)
@@ -285,7 +285,8 @@ class StudyRunner:
 
         A corrupted task's job embeds only its test clips; its store is then merged with the
         clean task's store (same model and settings), so the clean clips are embedded once."""
-        todo = [t for t in tasks if not _complete(self.layout.store(t, features))]
+        todo = list(dict.fromkeys(derived.store_task(t) for t in tasks))  # a store embedded once
+        todo = [t for t in todo if not _complete(self.layout.store(t, features))]
         self.waiting[features] = len(todo)
         if not todo:
             then()
