@@ -8,7 +8,6 @@ had never stopped: on the CPU the final weights are bit-identical.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import io
 import json
@@ -27,15 +26,23 @@ import torch
 from torch import Tensor, nn
 
 from mclx import losses
-from mclx.audio import one_line
 from mclx.augment import Groups, augment
 from mclx.checkpoint import save_encoder
 from mclx.config import Config, from_dict, load_config, resolve_paths, to_toml
 from mclx.devices import resolve_device, resolve_precision
 from mclx.distributed import Rank, any_rank, gather, init_from_env, mean_over_ranks, same_on_every_rank
-from mclx.errors import ConfigError, Interrupted, MclxError, TrainingDiverged, UsageError, WeightsError
+from mclx.errors import (
+    ConfigError,
+    Interrupted,
+    MclxError,
+    TrainingDiverged,
+    UsageError,
+    WeightsError,
+    one_line,
+)
 from mclx.fileio import atomic_write_bytes
 from mclx.labels import build_labels, check_labels_match, read_label_rows
+from mclx.locks import try_lock, unlock
 from mclx.models import Encoder, build_encoder
 from mclx.traindata import TrackCache, build_cache, cache_root, list_audio
 from mclx.views import sample_starts, view_sizes
@@ -460,15 +467,15 @@ def _exclusive(out: Path) -> Iterator[None]:
     """One training process writes to ``out`` at a time."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        f = open(out / ".lock", "a")  # noqa: SIM115 - closed below
+        fd = try_lock(out / ".lock")
     except OSError as exc:
         raise UsageError(f"--out {out}: {one_line(exc)}") from None
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"--out {out}: another mclx train is writing there") from None
+    if fd is None:
+        raise UsageError(f"--out {out}: another mclx train is writing there")
+    try:
         yield
+    finally:
+        unlock(fd)
 
 
 @contextlib.contextmanager
