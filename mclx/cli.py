@@ -83,25 +83,11 @@ def embed(
     """Embed audio into an HDF5 store (resumable, fault-tolerant, shardable)."""
     from collections import Counter
 
-    from mclx.inputs import (
-        check_output_writable,
-        expand_inputs,
-        parse_shard,
-        select_shard,
-        shard_store_path,
-        skipped_summary,
-        torchrun_job,
-    )
-    from mclx.pipeline import EmbedSettings
-    from mclx.pipeline import embed as run_embed
+    from mclx.inputs import check_output_writable, expand_inputs, parse_shard, skipped_summary
+    from mclx.pipeline import EmbedSettings, embed_part
 
     check_output_writable(output)
-    # Under torchrun each rank embeds its shard into a store of its own; rank 0 merges them.
-    job = torchrun_job() if shard is None else None
-    shard_spec = job or parse_shard(shard)
-    target = shard_store_path(output, *job) if job else output
-    if job:
-        Path(target).parent.mkdir(exist_ok=True)
+    shard_spec = parse_shard(shard)
     skipped: Counter[str] = Counter()
     every = expand_inputs(inputs, null=null, skipped=skipped)
     note = skipped_summary(skipped)
@@ -111,7 +97,6 @@ def embed(
         )
     if note:
         _log(f"mclx: {note}", quiet)
-    files = select_shard(every, shard_spec)
     settings = EmbedSettings(
         model=model,
         level=level,
@@ -122,24 +107,21 @@ def embed(
         precision=precision,
         workers=workers,
         resample_in=resample_in,
-        merged_into=output if job else None,
         overwrite=overwrite,
         fail_fast=fail_fast,
         quiet=quiet,
     )
-    summary = run_embed(files, target, settings, argv=sys.argv[1:])
+    # Under torchrun (and without --shard) each rank embeds its shard; rank 0 merges them into OUTPUT.
+    summary = embed_part(every, output, settings, shard_spec, argv=sys.argv[1:])
     for warning in summary.warnings:  # not silenced by --quiet: work was lost and redone
         print(f"mclx: warning: {warning}", file=sys.stderr)
-    if job:
-        from mclx.distributed import merge_after_barrier
-
-        rows = merge_after_barrier(output, *job, order=every)
-        if rows is not None:
-            _log(f"{output}: merged {rows} files from {job[1]} rank stores in {Path(target).parent}", quiet)
+    if summary.merged_rows is not None:
+        rows, stores, shards = summary.merged_rows, summary.merged_from, Path(summary.output).parent
+        _log(f"{output}: merged {rows} files from {stores} rank stores in {shards}", quiet)
     if as_json:
         print(json.dumps(summary.as_json()))
     _log(
-        f"{target}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already done; "
+        f"{summary.output}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already done; "
         f"{summary.audio_s / 3600:.2f} h audio in {summary.wall_s:.1f} s ({summary.xrt:.0f}x realtime)",
         quiet,
     )
@@ -395,20 +377,10 @@ def _run_app() -> int:
 
     SIGTERM stops a command as Ctrl-C does, whatever it is doing (exit 130); the embed and train
     loops catch both themselves to finish the batch in flight first."""
-    import signal
-    import threading
+    from mclx.signals import sigterm_interrupts
 
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
-    try:
+    with sigterm_interrupts():
         return _run_commands()
-    finally:
-        if on_main_thread:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _run_commands() -> int:

@@ -12,9 +12,7 @@ import hashlib
 import io
 import json
 import math
-import signal
 import sys
-import threading
 import time
 from collections.abc import Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -44,6 +42,7 @@ from mclx.fileio import atomic_write_bytes
 from mclx.labels import build_labels, check_labels_match, read_label_rows
 from mclx.locks import try_lock, unlock
 from mclx.models import Encoder, build_encoder
+from mclx.signals import sigterm_interrupts, stop_on_signals
 from mclx.traindata import TrackCache, build_cache, cache_root, list_audio
 from mclx.views import sample_starts, view_sizes
 
@@ -237,7 +236,7 @@ def run_training(
         model = build_model(config)
         rate = model.encoder.spec.sample_rate
         try:
-            with _sigterm_interrupts():
+            with sigterm_interrupts():
                 min_samples = round(config.data.min_track_s * rate)
                 cache = build_cache(
                     files, rate, cache_root(config, base), min_samples, quiet or not rank.main
@@ -309,7 +308,7 @@ def run_training(
             if rank.main:
                 _start_metrics(out, start)
                 atomic_write_bytes(out / "config.toml", to_toml(resolved).encode())
-            stop = stack.enter_context(_stop_on_signals())
+            stop = stack.enter_context(stop_on_signals(second_interrupts=True))
             show = not quiet and rank.main and sys.stderr.isatty()
             bar = stack.enter_context(tqdm(total=end, initial=start, unit="step", file=sys.stderr,
                                            dynamic_ncols=True, disable=not show))  # fmt: skip
@@ -476,48 +475,6 @@ def _exclusive(out: Path) -> Iterator[None]:
         yield
     finally:
         unlock(fd)
-
-
-@contextlib.contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (a scheduler stopping the job) raises KeyboardInterrupt, like Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-
-
-@contextlib.contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """SIGINT/SIGTERM set a flag that the loop reads between steps, so that the checkpoint it
-    writes is a whole step (an interrupt inside optimizer.step() would save half an update).
-    A second signal raises KeyboardInterrupt at once."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for s, h in previous.items():
-            if h is not None:
-                signal.signal(s, h)
 
 
 def _global_view_major(z_local: Tensor, n_views: int, rank: Rank) -> Tensor:

@@ -66,8 +66,9 @@ def test_distributed_loss_and_gradients_equal_the_single_process_ones(tmp_path: 
 
 
 def train_worker(rank: int, port: int, config: str, out: str, results: Path) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    # The variables torchrun sets (TORCHELASTIC_RUN_ID: this process was started by torchrun).
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), TORCHELASTIC_RUN_ID="test")  # fmt: skip
     torch.set_num_threads(1)
     checkpoint = mclx.train._checkpoint
 
