@@ -18,8 +18,8 @@ from mclx.distributed import Rank
 from mclx.losses import contrastive_loss, same_clip_target
 from mclx.train import _global_view_major, _local_rows, run_training
 
-from .conftest import WriteAudio
-from .test_train import write_config
+from .audio_fixtures import WriteAudio
+from .helpers import write_config
 
 WORLD, VIEWS, BATCH, DIM = 2, 2, 6, 5
 
@@ -105,7 +105,7 @@ def test_torchrun_embed_ends_with_one_store_equal_to_a_single_run(
     import subprocess
     import sys
 
-    from .test_embed import assert_same_store, run_cli
+    from .helpers import assert_same_store, run_cli
 
     for i in range(6):
         write_audio(f"{'sub/' if i % 2 else ''}t{i}.wav", seconds=1.5 + 0.5 * i, rate=16000, seed=i)
@@ -134,7 +134,7 @@ def test_torchrun_embed_ends_with_one_store_equal_to_a_single_run(
 
 
 def test_rank_variables_alone_do_not_shard_an_embed_run(tmp_path: Path, write_audio: WriteAudio) -> None:
-    from .test_embed import run_cli
+    from .helpers import run_cli
 
     for i in range(4):
         write_audio(f"t{i}.wav", seconds=1.0, rate=16000, seed=i)

@@ -18,44 +18,8 @@ import soundfile as sf
 from mclx.pipeline import EmbedSettings, embed
 from mclx.store import merge_stores, read_store
 
-from .conftest import FORMATS, WriteAudio
-
-FAST = EmbedSettings(model="mfcc", workers=2, quiet=True, batch_size=8)
-
-
-def settings(**kw: object) -> EmbedSettings:
-    return EmbedSettings(**{**FAST.__dict__, **kw})  # type: ignore[arg-type]
-
-
-def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    return subprocess.run(
-        [sys.executable, "-m", "mclx", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-
-
-def arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every dataset of a store, for exact comparison."""
-    out = {}
-    with h5py.File(path, "r") as h:
-        h.visititems(
-            lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
-        )
-    return out
-
-
-def assert_same_store(a: Path, b: Path) -> None:
-    xa, xb = arrays(a), arrays(b)
-    assert xa.keys() == xb.keys()
-    for key in xa:
-        if key == "files/mtime_ns":
-            continue
-        np.testing.assert_array_equal(xa[key], xb[key], err_msg=key)
+from .audio_fixtures import FORMATS, WriteAudio
+from .helpers import assert_same_store, run_cli, settings
 
 
 @pytest.mark.parametrize("ext", sorted(FORMATS))

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from mclx.cli import app
 
-from .test_embed import settings
+from .helpers import settings
 
 
 @pytest.fixture

@@ -23,44 +23,8 @@ from mclx.store import read_store
 from mclx.train import batches, lr_at, make_batch, run_training
 from mclx.traindata import build_cache
 
-from .conftest import WriteAudio
-from .test_embed import run_cli
-
-TINY = """
-[data]
-audio = ["audio"]
-cache = "cache"
-{labels}
-[model]
-architecture = "{arch}"
-embedding_dim = 16
-projection_dim = 8
-channels = {channels}
-[views]
-segment_s = {segment}
-positive = "{positive}"
-input = "{input}"
-[loss]
-kind = "{loss}"
-target = "{target}"
-[train]
-steps = 12
-batch_size = 6
-lr = 1e-3
-warmup_steps = 3
-checkpoint_every = 4
-log_every = 2
-"""
-
-
-def write_config(tmp_path: Path, write_audio: WriteAudio, **kw: str) -> Path:
-    for i in range(8):
-        write_audio(f"{i}.flac", seconds=3 + i % 3, rate=22050, freq=200 + 60 * i, seed=i)
-    values = {"arch": "melcnn", "channels": "[4, 8]", "segment": "0.5", "positive": "adjacent",
-              "input": "segment", "loss": "ntxent", "target": "multiclass", "labels": ""} | kw  # fmt: skip
-    path = tmp_path / "tiny.toml"
-    path.write_text(TINY.format(**values))
-    return path
+from .audio_fixtures import WriteAudio
+from .helpers import run_cli, write_config
 
 
 def weights(out: Path) -> dict[str, torch.Tensor]:

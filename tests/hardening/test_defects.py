@@ -9,7 +9,7 @@ import pytest
 
 from mclx.store import FileRecord, write_store
 
-from ..test_embed import run_cli
+from ..helpers import run_cli
 
 ODD_NAMES = ["Artist [feat. Y].wav", "Live [live] [2019].wav", "Bold [/b] close.wav", "[red]x[/red].wav"]
 
@@ -40,7 +40,7 @@ def test_defect_1_task_names_and_feature_paths_print_verbatim_in_the_probe_table
 ) -> None:
     from mclx.probe import ProbeSettings, run_probe
 
-    from ..probe.conftest import blobs, write_csv_task, write_features
+    from ..probe.helpers import blobs, write_csv_task, write_features
 
     x, y = blobs(8, 2, 4, spread=0.5, seed=0)
     data = tmp_path / task
@@ -82,7 +82,7 @@ def test_defect_5_a_diverged_run_writes_no_non_finite_checkpoint_and_exits_1(
     import mclx.train
     from mclx.errors import TrainingDiverged
 
-    from ..test_train import write_config
+    from ..helpers import write_config
 
     config = write_config(tmp_path, write_audio)  # 12 steps, checkpoints every 4, logs every 2
     real = mclx.train.losses.contrastive_loss
@@ -111,7 +111,7 @@ def test_defect_7_mfcc_is_computed_in_fp32_under_autocast() -> None:
 
     from mclx.models.registry import load_model
 
-    from ..conftest import tone
+    from ..audio_fixtures import tone
 
     encoder = load_model("mfcc").encoder
     x = torch.from_numpy(np.stack([tone(3.0, 16000, 440)[:, 0], tone(3.0, 16000, 97, seed=1)[:, 0]]))
@@ -133,7 +133,7 @@ def test_defect_2_an_interrupted_overwrite_run_resumes_with_or_without_the_flag(
     from mclx.pipeline import embed
     from mclx.store import read_attrs
 
-    from ..test_embed import assert_same_store, settings
+    from ..helpers import assert_same_store, settings
 
     files = [str(write_audio(f"{i}.wav", seconds=2.0, freq=200 + 50 * i, seed=i)) for i in range(5)]
     out = tmp_path / "o.h5"
@@ -161,7 +161,7 @@ def test_defect_8_a_store_holds_this_runs_inputs_in_order_then_earlier_rows(
     from mclx.pipeline import embed
     from mclx.store import read_store
 
-    from ..test_embed import settings
+    from ..helpers import settings
 
     paths = {n: str(write_audio(f"{n}.wav", seconds=1.0, freq=300 + 40 * i)) for i, n in enumerate("abcde")}
     out = str(tmp_path / "o.h5")
@@ -187,7 +187,7 @@ def test_defect_4_sigterm_at_random_instants_then_resume_is_bit_identical(
     from mclx.errors import Interrupted
     from mclx.train import run_training
 
-    from ..test_train import write_config
+    from ..helpers import write_config
 
     config = str(write_config(tmp_path, write_audio))
     steps = ["train.steps=30", "train.checkpoint_every=7"]

@@ -15,8 +15,8 @@ import mclx.pipeline
 from mclx.errors import UsageError
 from mclx.probe import ProbeSettings, run_probe
 
-from ..conftest import tone
-from .conftest import blobs, write_csv_task, write_features
+from ..audio_fixtures import tone
+from .helpers import blobs, write_csv_task, write_features
 
 CONTRACT_KEYS = {"task", "layout", "data", "splits", "results"}
 RESULT_KEYS = {"features", "head", "metric", "mean", "ci95", "per_seed"}
