@@ -31,14 +31,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.codecs import write_encoded
+from tests.audio_fixtures import write_encoded
 
 FORMATS = {
     "flac": ("FLAC", "PCM_16"),
     "wav": ("WAV", "PCM_16"),
     "ogg": ("OGG", "VORBIS"),
     "mp3": ("MP3", None),
-    "m4a": ("M4A", "AAC"),  # written with PyAV (benchmarks.codecs)
+    "m4a": ("M4A", "AAC"),  # written with PyAV (tests.audio_fixtures)
 }
 
 

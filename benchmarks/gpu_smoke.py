@@ -50,7 +50,7 @@ device = "{device}"
 def make_files(root: Path) -> list[str]:
     import soundfile as sf
 
-    from benchmarks.codecs import write_encoded
+    from tests.audio_fixtures import write_encoded
 
     rng = np.random.default_rng(0)
     specs = [("at16k.wav", 16000, 1, 7.0), ("cd.flac", 44100, 2, 5.5), ("sr22k.wav", 22050, 1, 4.0),

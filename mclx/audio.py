@@ -16,15 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from mclx.errors import DecodeError
+from mclx.errors import DecodeError, one_line
 from mclx.formats import DRM_EXTENSIONS, FFMPEG_EXTENSIONS, SNDFILE_EXTENSIONS
 
 BLOCK_FRAMES = 1 << 16
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text[:300]
 
 
 def decode_blocks(path: str, block_frames: int = BLOCK_FRAMES) -> Iterator[tuple[int, np.ndarray]]:

@@ -93,17 +93,8 @@ def embed(
     """Embed audio into an HDF5 store (resumable, fault-tolerant, shardable)."""
     from collections import Counter
 
-    from mclx.inputs import (
-        check_output_writable,
-        expand_inputs,
-        parse_shard,
-        select_shard,
-        shard_store_path,
-        skipped_summary,
-        torchrun_job,
-    )
-    from mclx.pipeline import EmbedSettings
-    from mclx.pipeline import embed as run_embed
+    from mclx.inputs import check_output_writable, expand_inputs, parse_shard, skipped_summary
+    from mclx.pipeline import EmbedSettings, embed_part
 
     check_output_writable(output)
     if engine not in ("local", "ray"):
@@ -111,17 +102,13 @@ def embed(
     if engine == "local" and (ray_address is not None or ray_actors is not None):
         raise UsageError("--ray-address and --ray-actors need --engine ray")
     if engine == "ray":
+        from mclx.distributed import torchrun_rank
         from mclx.ray import require_ray
 
         require_ray()
-    # Under torchrun each rank embeds its shard into a store of its own; rank 0 merges them.
-    job = torchrun_job() if shard is None else None
-    if job and engine == "ray":
-        raise UsageError("--engine ray runs one driver for the whole cluster, not under torchrun")
-    shard_spec = job or parse_shard(shard)
-    target = shard_store_path(output, *job) if job else output
-    if job:
-        Path(target).parent.mkdir(exist_ok=True)
+        if shard is None and torchrun_rank() is not None:
+            raise UsageError("--engine ray runs one driver for the whole cluster, not under torchrun")
+    shard_spec = parse_shard(shard)
     skipped: Counter[str] = Counter()
     every = expand_inputs(inputs, null=null, skipped=skipped)
     note = skipped_summary(skipped)
@@ -131,7 +118,6 @@ def embed(
         )
     if note:
         _log(f"mclx: {note}", quiet)
-    files = select_shard(every, shard_spec)
     settings = EmbedSettings(
         model=model,
         level=level,
@@ -142,30 +128,30 @@ def embed(
         precision=precision,
         workers=workers,
         resample_in=resample_in,
-        merged_into=output if job else None,
         overwrite=overwrite,
         fail_fast=fail_fast,
         quiet=quiet,
     )
     if engine == "ray":
+        from mclx.inputs import select_shard
         from mclx.ray import RaySettings, embed_on_ray
 
         ray_settings = RaySettings(address=ray_address, actors=ray_actors)
-        summary = embed_on_ray(files, target, settings, ray_settings, argv=sys.argv[1:])
+        summary = embed_on_ray(
+            select_shard(every, shard_spec), output, settings, ray_settings, argv=sys.argv[1:]
+        )
     else:
-        summary = run_embed(files, target, settings, argv=sys.argv[1:])
+        # Under torchrun (and without --shard) each rank embeds its shard; rank 0 merges them into OUTPUT.
+        summary = embed_part(every, output, settings, shard_spec, argv=sys.argv[1:])
     for warning in summary.warnings:  # not silenced by --quiet: work was lost and redone
         print(f"mclx: warning: {warning}", file=sys.stderr)
-    if job:
-        from mclx.distributed import merge_after_barrier
-
-        rows = merge_after_barrier(output, *job, order=every)
-        if rows is not None:
-            _log(f"{output}: merged {rows} files from {job[1]} rank stores in {Path(target).parent}", quiet)
+    if summary.merged_rows is not None:
+        rows, stores, shards = summary.merged_rows, summary.merged_from, Path(summary.output).parent
+        _log(f"{output}: merged {rows} files from {stores} rank stores in {shards}", quiet)
     if as_json:
         print(json.dumps(summary.as_json()))
     _log(
-        f"{target}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already done; "
+        f"{summary.output}: {summary.ok} ok, {summary.failed} failed, {summary.skipped} already done; "
         f"{summary.audio_s / 3600:.2f} h audio in {summary.wall_s:.1f} s ({summary.xrt:.0f}x realtime)",
         quiet,
     )
@@ -421,20 +407,10 @@ def _run_app() -> int:
 
     SIGTERM stops a command as Ctrl-C does, whatever it is doing (exit 130); the embed and train
     loops catch both themselves to finish the batch in flight first."""
-    import signal
-    import threading
+    from mclx.signals import sigterm_interrupts
 
-    on_main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if on_main_thread else None
-    try:
+    with sigterm_interrupts():
         return _run_commands()
-    finally:
-        if on_main_thread:
-            signal.signal(signal.SIGTERM, previous)
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def _run_commands() -> int:

@@ -23,8 +23,8 @@ from typing import Any, cast
 
 import numpy as np
 
-from mclx.audio import BLOCK_FRAMES, decode_blocks, one_line
-from mclx.errors import DecodeError
+from mclx.audio import BLOCK_FRAMES, decode_blocks
+from mclx.errors import DecodeError, one_line
 from mclx.resample import resampled_blocks
 
 PREFETCH = 2  # files assigned to a worker at once: the current one and the next

@@ -24,12 +24,30 @@ class Rank:
         return self.rank == 0
 
 
-def init_from_env(device_type: str) -> Rank:
-    """Join the process group that torchrun describes (RANK, WORLD_SIZE, LOCAL_RANK), if any."""
+def torchrun_rank() -> Rank | None:
+    """This process's rank when torchrun started it among several processes, else None.
+
+    The one answer to "am I under torchrun?", for embed (shard, then merge) and train (join the
+    process group). The test is TORCHELASTIC_RUN_ID, which torchrun's agent sets in exactly the
+    processes it starts for this command. RANK, WORLD_SIZE, LOCAL_RANK and MASTER_ADDR alone do
+    not count: other launchers (SLURM and MPI wrappers) and job scripts export them for some other
+    step, and a lone process taking itself for one rank of several would embed only its shard or
+    wait for ranks that never come.
+    """
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        return None
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
+        return None
+    return Rank(int(os.environ.get("RANK", "0")), world, local_rank() or 0)
+
+
+def init_from_env(device_type: str) -> Rank:
+    """Join the process group of the torchrun job this process belongs to, if any."""
+    launched = torchrun_rank()
+    if launched is None:
         return Rank()
-    local = local_rank() or 0
+    local = launched.local
     if device_type == "cuda":
         torch.cuda.set_device(local)  # NCCL's own buffers (all_gather_object) live on the current device
     if not dist.is_initialized():

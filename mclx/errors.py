@@ -7,6 +7,13 @@ anything else that escapes is a bug and keeps its traceback.
 from __future__ import annotations
 
 
+def one_line(exc: BaseException) -> str:
+    """``exc`` as one line of at most 300 characters (its type when it has no message): a reason
+    recorded in a store row or ending a command must not carry a library's multi-line dump."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
+
+
 class MclxError(Exception):
     """Base class: ``str(err)`` is the message shown to the user."""
 

@@ -119,18 +119,6 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     return index, count
 
 
-def torchrun_job() -> tuple[int, int] | None:
-    """(rank, world size) when torchrun started this process among several, else None.
-
-    torchrun's agent sets TORCHELASTIC_RUN_ID; a cluster that merely exports RANK and
-    WORLD_SIZE (SLURM wrappers, MPI launchers) does not make `mclx embed` shard.
-    """
-    if "TORCHELASTIC_RUN_ID" not in os.environ:
-        return None
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return (int(os.environ.get("RANK", "0")), world) if world > 1 else None
-
-
 def shard_store_path(output: str, rank: int, world: int) -> str:
     """Where rank ``rank`` of a torchrun embed writes: OUTPUT.h5.shards/rank-R-of-N.h5."""
     out = Path(output)

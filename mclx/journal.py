@@ -10,7 +10,6 @@ journal is removed.
 
 from __future__ import annotations
 
-import fcntl
 import io
 import json
 import os
@@ -24,6 +23,7 @@ import numpy as np
 
 from mclx.errors import StoreError, UsageError
 from mclx.fileio import atomic_write_bytes
+from mclx.locks import try_lock, unlock
 from mclx.records import FileRecord, RowRef, settings_mismatch
 
 OVERWRITE_KEY = "journal_replaces_store"
@@ -52,14 +52,11 @@ class Journal:
 
         ``overwrite``: this run replaces the old store (recorded, see :meth:`pending_overwrite`)."""
         self.dir.mkdir(exist_ok=True)
-        fd = os.open(self.dir / "lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = try_lock(self.dir / "lock")
+        if fd is None:
             raise UsageError(
                 f"{self.output}: another mclx embed is writing this output (lock {self.dir / 'lock'})"
-            ) from None
+            )
         self._lock_fd = fd
         settings_file = self.dir / "settings.json"
         chunks = sorted(self.dir.glob("chunk-*.npz"))
@@ -110,7 +107,7 @@ class Journal:
 
     def close(self) -> None:
         if self._lock_fd is not None:
-            os.close(self._lock_fd)
+            unlock(self._lock_fd)
             self._lock_fd = None
 
 

@@ -11,12 +11,10 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,8 +24,9 @@ import numpy as np
 from mclx import __version__
 from mclx.devices import autocast_dtype, resolve_device, resolve_precision
 from mclx.errors import Interrupted, MclxError, UsageError
-from mclx.inputs import check_output_writable
+from mclx.inputs import check_output_writable, select_shard, shard_store_path
 from mclx.journal import Journal
+from mclx.signals import StopRequest, stop_on_signals
 from mclx.store import FileRecord, RowRef, read_attrs, read_keys, settings_mismatch, write_store
 from mclx.windows import Window
 
@@ -69,6 +68,9 @@ class EmbedSummary:
     wall_s: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # e.g. journal chunks set aside as damaged
+    # Rank 0 of a torchrun job (see embed_part): the rows it merged from ``merged_from`` rank stores.
+    merged_rows: int | None = None
+    merged_from: int = 0
 
     @property
     def xrt(self) -> float:
@@ -104,25 +106,6 @@ class _Active:
     @property
     def complete(self) -> bool:
         return self.ended and len(self.embeddings) == len(self.windows)
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[list[int]]:
-    """Turn SIGINT/SIGTERM into a flag checked by the loop (main thread only)."""
-    caught: list[int] = []
-    try:
-        old = {
-            s: signal.signal(s, lambda signum, _f: caught.append(signum))
-            for s in (signal.SIGINT, signal.SIGTERM)
-        }
-    except ValueError:  # not the main thread
-        yield caught
-        return
-    try:
-        yield caught
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
 
 
 def _stat(path: str) -> tuple[int, int, str]:
@@ -303,8 +286,8 @@ def embed(
             run = EmbedRun(files, records, todo, plan, journal, summary)
         else:
             run = engine.make_run(files, records, todo, plan, journal, summary)
-        with _stop_on_signals() as caught:
-            run.loop(caught, on_progress)
+        with stop_on_signals(second_interrupts=False) as stop:
+            run.loop(stop, on_progress)
         if run.stopped_by_signal:
             raise Interrupted(f"interrupted: {len(todo) - run.finished} files left; run again to resume")
         # The store: this run's inputs in input order, then (unless replacing) the rows an earlier
@@ -333,6 +316,34 @@ def embed(
             summary.failed += 1
             summary.failures.append((r.path, r.error))
     summary.wall_s = time.monotonic() - started
+    return summary
+
+
+def embed_part(
+    files: Sequence[str],
+    output: str,
+    settings: EmbedSettings = EmbedSettings(),
+    shard: tuple[int, int] | None = None,
+    argv: Sequence[str] | None = None,
+) -> EmbedSummary:
+    """:func:`embed` of this process's part of ``files``, the whole list of inputs.
+
+    ``shard`` (I, N): the files whose path hash falls in shard I of N, into ``output``. Without
+    it, under torchrun, each rank embeds its share into ``OUTPUT.h5.shards/rank-R-of-N.h5`` (its
+    own store, resumable on its own) and rank 0 then merges every rank's store into ``output``,
+    rows in the order of ``files``, so that the job ends with one store. Otherwise: every file.
+    """
+    from mclx.distributed import merge_after_barrier, torchrun_rank
+
+    job = torchrun_rank() if shard is None else None
+    if job is None:
+        return embed(select_shard(list(files), shard), output, settings, argv)
+    target = shard_store_path(output, job.rank, job.world)
+    Path(target).parent.mkdir(exist_ok=True)
+    mine = select_shard(list(files), (job.rank, job.world))
+    summary = embed(mine, target, replace(settings, merged_into=output), argv)
+    summary.merged_rows = merge_after_barrier(output, job.rank, job.world, order=files)
+    summary.merged_from = job.world
     return summary
 
 
@@ -445,7 +456,7 @@ class EmbedRun:
         self.stopped_by_signal = False
         self.stopped_early = False
 
-    def loop(self, caught: list[int], on_progress: Callable[[EmbedSummary], None] | None) -> None:
+    def loop(self, stop: StopRequest, on_progress: Callable[[EmbedSummary], None] | None) -> None:
         import torch
         from tqdm import tqdm
 
@@ -470,7 +481,7 @@ class EmbedRun:
         )
         try:
             while pool.busy or self.pending or self.inflight:
-                if caught:
+                if stop.is_set():
                     self.stopped_by_signal = True
                     break
                 if len(self.pending) >= self.plan.batch_size or (not pool.busy and self.pending):

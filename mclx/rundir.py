@@ -9,7 +9,6 @@ atomically: a run killed at any instant leaves the last whole checkpoint.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import json
 from collections.abc import Iterator
@@ -19,12 +18,12 @@ from typing import Any
 
 import torch
 
-from mclx.audio import one_line
 from mclx.checkpoint import save_encoder
 from mclx.config import Config, from_dict, resolve_paths, to_toml
 from mclx.contrastive import ContrastiveModel
-from mclx.errors import ConfigError, TrainingDiverged, UsageError, WeightsError
+from mclx.errors import ConfigError, TrainingDiverged, UsageError, WeightsError, one_line
 from mclx.fileio import atomic_write_bytes
+from mclx.locks import try_lock, unlock
 
 STATE = "state.pt"
 # Keys a resumed run may change; any other difference would silently train another model.
@@ -136,12 +135,12 @@ def exclusive(out: Path) -> Iterator[None]:
     """One training process writes to ``out`` at a time."""
     try:
         out.mkdir(parents=True, exist_ok=True)
-        f = open(out / ".lock", "a")  # noqa: SIM115 - closed below
+        fd = try_lock(out / ".lock")
     except OSError as exc:
         raise UsageError(f"--out {out}: {one_line(exc)}") from None
-    with f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise UsageError(f"--out {out}: another mclx train is writing there") from None
+    if fd is None:
+        raise UsageError(f"--out {out}: another mclx train is writing there")
+    try:
         yield
+    finally:
+        unlock(fd)

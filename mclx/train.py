@@ -19,12 +19,11 @@ import torch
 from torch import Tensor, nn
 
 from mclx import losses
-from mclx.audio import one_line
 from mclx.augment import chain
 from mclx.batching import batches, make_batch
 from mclx.contrastive import ContrastiveModel, build_model
 from mclx.distributed import any_rank, mean_over_ranks
-from mclx.errors import Interrupted, TrainingDiverged, WeightsError
+from mclx.errors import Interrupted, TrainingDiverged, WeightsError, one_line
 from mclx.rundir import STATE, Checkpointer, MetricsLog, exclusive
 from mclx.schedule import lr_at
 from mclx.signals import stop_on_signals
@@ -53,7 +52,7 @@ def run_training(
         model = build_model(plan.config)
         data = prepare_data(plan, model.encoder.spec.sample_rate)
         # From here a signal stops the run after a whole step (a second one at once).
-        with stop_on_signals() as stop, Progress(plan) as progress:
+        with stop_on_signals(second_interrupts=True) as stop, Progress(plan) as progress:
             step_fn = Step(plan, data, model)  # on the device, its optimiser restored when resuming
             files = Checkpointer(plan.out, plan.resolved, data.identity, main)
             MetricsLog(plan.out / "metrics.jsonl", main).start(start)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import json
 import os
 import shutil
@@ -29,11 +28,11 @@ from typing import BinaryIO
 
 import numpy as np
 
-from mclx.audio import one_line
 from mclx.config import Config, expand_path
-from mclx.errors import ConfigError, DecodeError, UsageError
+from mclx.errors import ConfigError, DecodeError, UsageError, one_line
 from mclx.fileio import atomic_write_bytes
 from mclx.inputs import AUDIO_EXTENSIONS, walk_audio
+from mclx.locks import locked
 
 FORMAT = 1
 CHUNK_BYTES = 1 << 28  # a kill loses at most this much decoded audio (2.3 h at 16 kHz)
@@ -185,19 +184,12 @@ def _remove_orphans(directory: Path) -> None:
 
 @contextlib.contextmanager
 def _lock(directory: Path, quiet: bool) -> Iterator[None]:
-    with open(directory / ".lock", "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            if not quiet:
-                print(
-                    f"mclx train: waiting for another process filling the cache {directory}", file=sys.stderr
-                )
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    def say_why() -> None:
+        if not quiet:
+            print(f"mclx train: waiting for another process filling the cache {directory}", file=sys.stderr)
+
+    with locked(directory / ".lock", on_wait=say_why):
+        yield
 
 
 class _Track:

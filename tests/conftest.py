@@ -3,34 +3,14 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import soundfile as sf
 
-FORMATS = {
-    "wav": ("WAV", "PCM_16"),
-    "flac": ("FLAC", "PCM_16"),
-    "ogg": ("OGG", "VORBIS"),
-    "opus": ("OGG", "OPUS"),
-    "mp3": ("MP3", "MPEG_LAYER_III"),
-    "aiff": ("AIFF", "PCM_16"),
-}
+from .audio_fixtures import FORMATS, WriteAudio, tone
 
 os.environ.setdefault("MCLX_JOURNAL_EVERY_S", "0.05")
-
-
-def tone(seconds: float, rate: int, freq: float = 440.0, channels: int = 1, seed: int = 0) -> np.ndarray:
-    """(frames, channels) float32: a sine plus a little noise, a different gain per channel."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(round(seconds * rate)) / rate
-    x = 0.4 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))
-    return np.stack([x * (1.0 - 0.2 * c) for c in range(channels)], axis=1).astype(np.float32)
-
-
-WriteAudio = Callable[..., Path]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -16,8 +16,8 @@ from mclx.probe import heads
 from mclx.train import make_batch, run_training, target_matrix
 from mclx.traindata import build_cache, list_audio
 
-from .conftest import WriteAudio
-from .test_train import write_config
+from .audio_fixtures import WriteAudio
+from .helpers import write_config
 
 RATE = 16000
 TIMBRES = {"bright": 0.6, "mid": 1.2, "dark": 2.2}  # harmonic h has amplitude h ** -slope

@@ -19,8 +19,8 @@ from mclx.rundir import Checkpointer
 from mclx.train import run_training
 from mclx.viewlayout import gather_view_major, local_rows
 
-from .conftest import WriteAudio
-from .test_train import write_config
+from .audio_fixtures import WriteAudio
+from .helpers import write_config
 
 WORLD, VIEWS, BATCH, DIM = 2, 2, 6, 5
 
@@ -67,8 +67,9 @@ def test_distributed_loss_and_gradients_equal_the_single_process_ones(tmp_path: 
 
 
 def train_worker(rank: int, port: int, config: str, out: str, results: Path) -> None:
-    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
-                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))  # fmt: skip
+    # The variables torchrun sets (TORCHELASTIC_RUN_ID: this process was started by torchrun).
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port), TORCHELASTIC_RUN_ID="test")  # fmt: skip
     torch.set_num_threads(1)
     checkpoint = Checkpointer.save
 
@@ -105,7 +106,7 @@ def test_torchrun_embed_ends_with_one_store_equal_to_a_single_run(
     import subprocess
     import sys
 
-    from .test_embed import assert_same_store, run_cli
+    from .helpers import assert_same_store, run_cli
 
     for i in range(6):
         write_audio(f"{'sub/' if i % 2 else ''}t{i}.wav", seconds=1.5 + 0.5 * i, rate=16000, seed=i)
@@ -134,7 +135,7 @@ def test_torchrun_embed_ends_with_one_store_equal_to_a_single_run(
 
 
 def test_rank_variables_alone_do_not_shard_an_embed_run(tmp_path: Path, write_audio: WriteAudio) -> None:
-    from .test_embed import run_cli
+    from .helpers import run_cli
 
     for i in range(4):
         write_audio(f"t{i}.wav", seconds=1.0, rate=16000, seed=i)

@@ -18,44 +18,8 @@ import soundfile as sf
 from mclx.pipeline import EmbedSettings, embed
 from mclx.store import merge_stores, read_store
 
-from .conftest import FORMATS, WriteAudio
-
-FAST = EmbedSettings(model="mfcc", workers=2, quiet=True, batch_size=8)
-
-
-def settings(**kw: object) -> EmbedSettings:
-    return EmbedSettings(**{**FAST.__dict__, **kw})  # type: ignore[arg-type]
-
-
-def run_cli(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
-    return subprocess.run(
-        [sys.executable, "-m", "mclx", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-
-
-def arrays(path: Path) -> dict[str, np.ndarray]:
-    """Every dataset of a store, for exact comparison."""
-    out = {}
-    with h5py.File(path, "r") as h:
-        h.visititems(
-            lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
-        )
-    return out
-
-
-def assert_same_store(a: Path, b: Path) -> None:
-    xa, xb = arrays(a), arrays(b)
-    assert xa.keys() == xb.keys()
-    for key in xa:
-        if key == "files/mtime_ns":
-            continue
-        np.testing.assert_array_equal(xa[key], xb[key], err_msg=key)
+from .audio_fixtures import FORMATS, WriteAudio
+from .helpers import assert_same_store, run_cli, settings
 
 
 @pytest.mark.parametrize("ext", sorted(FORMATS))
@@ -327,3 +291,77 @@ def test_shards_of_nested_folders_merged_equal_a_single_run(write_audio: WriteAu
     for i, name in enumerate(names):
         write_audio(name, seconds=1.0 + 0.3 * i, freq=200 + 70 * i, directory=audio)
     assert_shards_merge_to_a_single_run("audio", tmp_path, 2, len(names))
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--hop", "0"], "--hop 0: must be at least one sample"),
+     (["--hop", "1e-6"], "--hop 1e-06: must be at least one sample"),
+     (["--window", "1e-6"], "--window 1e-06: must be at least one sample"),
+     (["--window", "0"], "--window 0: must be at least one sample"),
+     (["--window", "nan"], "--window nan: expected a number of seconds, at most 600"),
+     (["--hop", "inf"], "--hop inf: expected a number of seconds, at most 600"),
+     (["--window", "1e6"], "--window 1e+06: expected a number of seconds, at most 600"),
+     (["--batch-size", "0"], "--batch-size must be at least 1")],
+)  # fmt: skip
+def test_zero_tiny_or_huge_window_hop_or_batch_is_a_usage_error_before_any_work(
+    tmp_path: Path, write_audio, flags: list[str], message: str
+) -> None:
+    """A window or hop under one sample, not finite or over 600 s, or a batch of 0, ends with exit 2
+    before any work and leaves no store or journal (an outside review's defect 3)."""
+    wav = write_audio("a.wav", seconds=1.0)
+    done = run_cli("embed", str(wav), str(tmp_path / "o.h5"), "--model", "mfcc", *flags)
+    assert done.returncode == 2 and message in done.stderr
+    assert not (tmp_path / "o.h5").exists() and not (tmp_path / "o.h5.journal").exists()
+
+
+@pytest.mark.parametrize("again_with_flag", [False, True])
+def test_an_interrupted_overwrite_run_resumes_with_or_without_the_flag(
+    tmp_path: Path, write_audio, again_with_flag: bool
+) -> None:
+    """An interrupted --overwrite run is carried on by the next run, with or without the flag, and the
+    old store stays untouched until then (an outside review's defect 2)."""
+    import os
+    import signal
+
+    from mclx.errors import Interrupted
+    from mclx.pipeline import embed
+    from mclx.store import read_attrs
+
+    from .helpers import assert_same_store, settings
+
+    files = [str(write_audio(f"{i}.wav", seconds=2.0, freq=200 + 50 * i, seed=i)) for i in range(5)]
+    out = tmp_path / "o.h5"
+    embed(files, str(out), settings())  # an old store, other settings (hop = window)
+    new = settings(hop_s=1.0, batch_size=1, workers=1)
+    embed(files, str(tmp_path / "ref.h5"), new)  # what the replacing run should give
+
+    def ctrl_c(summary) -> None:  # type: ignore[no-untyped-def]
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(Interrupted):
+        embed(
+            files, str(out), settings(hop_s=1.0, batch_size=1, workers=1, overwrite=True), on_progress=ctrl_c
+        )
+    assert list((tmp_path / "o.h5.journal").glob("chunk-*.npz")), "nothing was journaled: proves nothing"
+    assert float(read_attrs(out)["hop_s"]) != 1.0  # the old store is still there, untouched
+    again = embed(files, str(out), settings(hop_s=1.0, batch_size=1, workers=1, overwrite=again_with_flag))
+    assert again.skipped > 0  # carried on from the journal
+    assert_same_store(tmp_path / "ref.h5", out)
+
+
+def test_a_store_holds_this_runs_inputs_in_order_then_earlier_rows(tmp_path: Path, write_audio) -> None:
+    """The store's rows: this run's inputs in input order, then an earlier run's other rows; with
+    --overwrite, only this run's (an outside review's defect 8)."""
+    from mclx.pipeline import embed
+    from mclx.store import read_store
+
+    from .helpers import settings
+
+    paths = {n: str(write_audio(f"{n}.wav", seconds=1.0, freq=300 + 40 * i)) for i, n in enumerate("abcde")}
+    out = str(tmp_path / "o.h5")
+    embed([paths["c"], paths["a"], paths["b"]], out, settings())
+    embed([paths["e"], paths["b"], paths["d"]], out, settings())
+    assert [Path(p).stem for p in read_store(out).paths] == ["e", "b", "d", "c", "a"]
+    embed([paths["d"]], out, settings(overwrite=True))  # --overwrite: only this run's inputs
+    assert [Path(p).stem for p in read_store(out).paths] == ["d"]

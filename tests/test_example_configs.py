@@ -8,7 +8,7 @@ import pytest
 
 from mclx.train import run_training
 
-from .conftest import WriteAudio
+from .audio_fixtures import WriteAudio
 
 CONFIGS = sorted((Path(__file__).parents[1] / "examples" / "configs").glob("*.toml"))
 SMALL = ["train.steps=2", "train.batch_size=4", "model.embedding_dim=16", "model.projection_dim=8",

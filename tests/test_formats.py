@@ -11,33 +11,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from benchmarks.codecs import write_encoded
 from mclx.audio import decode_blocks
 from mclx.errors import DecodeError
 from mclx.pipeline import EmbedSettings, embed
 from mclx.store import read_store
 
-# (file name, codec): every kind of file the FFmpeg decoder is there for.
-ENCODED = [
-    ("aac.m4a", None),
-    ("alac.m4a", "alac"),
-    ("aac.mp4", None),
-    ("opus.webm", None),
-    ("wma2.wma", None),
-]
-RATE = 44100
-
-
-def music_like(seconds: float, rate: int = RATE, seed: int = 0) -> np.ndarray:
-    """(frames, 2) float32: a few notes with harmonics, their onsets and some noise."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    left = np.zeros_like(t)
-    for k, f0 in enumerate(rng.uniform(110, 880, size=6)):
-        envelope = np.exp(-3 * ((t - k * seconds / 6) % (seconds / 3)))
-        left += envelope * sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 5))
-    left = 0.15 * left + 0.01 * rng.standard_normal(len(t))
-    return np.stack([left, 0.8 * left], axis=1).astype(np.float32)
+from .audio_fixtures import ENCODED, RATE, music_like, write_encoded
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -11,7 +11,7 @@ from mclx import hear
 from mclx.pipeline import EmbedSettings, embed
 from mclx.store import read_store
 
-from .conftest import tone
+from .audio_fixtures import tone
 
 
 def test_timestamps_are_regular_from_zero_to_the_end() -> None:

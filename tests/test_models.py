@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -120,3 +121,21 @@ def test_random_baselines_are_the_same_network_every_time() -> None:
     ):
         assert ka == kb and torch.equal(va, vb)
     assert a.sha256 == b.sha256
+
+
+def test_mfcc_is_computed_in_fp32_under_autocast() -> None:
+    """The embed pipeline runs encoders under bf16 autocast on CUDA; CPU autocast shows the same path
+    (an outside review's defect 7)."""
+    import torch
+
+    from mclx.models.registry import load_model
+
+    from .audio_fixtures import tone
+
+    encoder = load_model("mfcc").encoder
+    x = torch.from_numpy(np.stack([tone(3.0, 16000, 440)[:, 0], tone(3.0, 16000, 97, seed=1)[:, 0]]))
+    plain = encoder(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cast = encoder(x)
+    assert cast.dtype == torch.float32
+    torch.testing.assert_close(cast, plain, rtol=1e-6, atol=1e-6)

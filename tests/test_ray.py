@@ -28,7 +28,7 @@ from mclx.ray.engine import ACTOR_EXIT_HOOK
 from mclx.store import read_store
 
 from .conftest import WriteAudio
-from .test_embed import arrays, run_cli
+from .helpers import arrays, run_cli
 
 try:
     import ray

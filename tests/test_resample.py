@@ -16,7 +16,7 @@ from mclx.pipeline import EmbedSettings, embed
 from mclx.resample import SoxrStream, TorchStreamResampler, resampled_length
 from mclx.store import read_store
 
-from .conftest import tone
+from .audio_fixtures import tone
 
 RATE_PAIRS = [(44100, 16000), (48000, 16000), (22050, 16000), (8000, 16000), (44100, 22050), (16000, 16000)]
 

@@ -15,7 +15,7 @@ import pytest
 from mclx import similarity
 from mclx.errors import UsageError
 
-from .conftest import WriteAudio
+from .audio_fixtures import WriteAudio
 from .stores import make_store
 
 

@@ -12,8 +12,9 @@ import pytest
 from typer.testing import CliRunner
 
 from mclx.cli import app
+from mclx.store import FileRecord, write_store
 
-from .test_embed import settings
+from .helpers import run_cli, settings
 
 
 @pytest.fixture
@@ -116,3 +117,28 @@ def test_finished_files_leave_memory_once_journaled(
     summary = pipeline.embed(files, str(tmp_path / "o.h5"), settings(level="both", batch_size=1))
     assert summary.ok == 6 and held
     assert max(held) == 0
+
+
+ODD_NAMES = ["Artist [feat. Y].wav", "Live [live] [2019].wav", "Bold [/b] close.wav", "[red]x[/red].wav"]
+
+
+def _odd_store(path: Path, names: list[str], model: str = "mfcc") -> Path:
+    attrs = {"format": "mclx-embeddings", "format_version": 1, "mclx_version": "test", "model": model,
+             "model_sha256": "0" * 64, "model_config": "{}", "sample_rate": 16000, "window_s": 1.0,
+             "hop_s": 1.0, "dim": 2, "level": "global", "pooling": "mean", "precision": "fp32",
+             "created_utc": "", "argv": "[]"}  # fmt: skip
+    records = [FileRecord(f"./{n}", "failed", f"cannot decode {n}", 0.0, 0, 0) for n in names]
+    records.append(FileRecord("./ok.wav", "ok", "", 1.0, 1, 1, global_=np.zeros(2, np.float32)))
+    write_store(path, attrs, records)
+    return path
+
+
+def test_info_prints_paths_with_brackets_verbatim(tmp_path: Path) -> None:
+    """A store's paths, model and errors are user text, never rich markup (an outside review's defect 1:
+    brackets such as "[feat. Y]" vanished from `mclx info`, and "[/b]" raised a markup error)."""
+    store = _odd_store(tmp_path / "odd [v2].h5", ODD_NAMES, model="runs/[x]/encoder.safetensors")
+    done = run_cli("info", str(store))
+    assert done.returncode == 0, done.stderr
+    for name in ODD_NAMES:
+        assert f"./{name}: cannot decode {name}" in done.stdout
+    assert "odd [v2].h5" in done.stdout and "runs/[x]/encoder.safetensors" in done.stdout

@@ -15,7 +15,7 @@ import mclx.audio
 import mclx.traindata
 from mclx.traindata import build_cache
 
-from .conftest import WriteAudio
+from .audio_fixtures import WriteAudio
 
 RATE = 16000
 

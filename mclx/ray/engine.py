@@ -33,9 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from mclx.audio import one_line
 from mclx.devices import resolve_precision
-from mclx.errors import MclxError, UsageError, WeightsError
+from mclx.errors import MclxError, UsageError, WeightsError, one_line
 from mclx.journal import Journal
 from mclx.pipeline import (
     JOURNAL_EVERY_S,
@@ -49,6 +48,7 @@ from mclx.pipeline import (
 )
 from mclx.ray.files import FileWindows, decode_failure
 from mclx.records import FileRecord
+from mclx.signals import StopRequest
 from mclx.windows import Window
 
 EXTRA = "pip install 'mclx[ray]'"
@@ -221,7 +221,7 @@ class RayRun(EmbedRun):
         self.arriving: dict[int, _Arriving] = {}
         self.settled: set[int] = set()
 
-    def loop(self, caught: list[int], on_progress: Callable[[EmbedSummary], None] | None) -> None:
+    def loop(self, stop: StopRequest, on_progress: Callable[[EmbedSummary], None] | None) -> None:
         from tqdm import tqdm
 
         if not self._work_to_do():
@@ -237,7 +237,7 @@ class RayRun(EmbedRun):
         batches = iter(self._dataset().iter_batches(batch_size=None, batch_format="numpy"))
         try:
             for batch in _ray_errors(batches):
-                if caught:
+                if stop.is_set():
                     self.stopped_by_signal = True
                     break
                 self._take(batch)

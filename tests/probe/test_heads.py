@@ -8,7 +8,7 @@ import torch
 
 from mclx.probe import heads, metrics
 
-from .conftest import blobs
+from .helpers import blobs
 
 
 def split3(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

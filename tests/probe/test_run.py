@@ -15,8 +15,8 @@ import mclx.pipeline
 from mclx.errors import UsageError
 from mclx.probe import ProbeSettings, run_probe
 
-from ..conftest import tone
-from .conftest import blobs, write_csv_task, write_features
+from ..audio_fixtures import tone
+from .helpers import blobs, write_csv_task, write_features
 
 CONTRACT_KEYS = {"task", "layout", "data", "splits", "results"}
 RESULT_KEYS = {"features", "head", "metric", "mean", "ci95", "per_seed"}
@@ -283,3 +283,24 @@ def test_a_segment_only_store_is_probed_on_the_mean_of_its_segments(tmp_path: Pa
     report = probe_store(tmp_path / "t", store, "linear", 1)
     assert result(report, "accuracy")["mean"] >= 0.95
     assert "computed here from the store's /segments" in report["aggregation"]
+
+
+@pytest.mark.parametrize("task", ["odd[/b]", "t[live]"])
+def test_task_names_and_feature_paths_print_verbatim_in_the_probe_table(
+    tmp_path: Path, task: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Task names and feature paths are user text, never rich markup (an outside review's defect 1:
+    brackets vanished from the probe table or raised a markup error)."""
+    from mclx.probe import ProbeSettings, run_probe
+
+    from .helpers import blobs, write_csv_task, write_features
+
+    x, y = blobs(8, 2, 4, spread=0.5, seed=0)
+    data = tmp_path / task
+    clips = write_csv_task(
+        data, [f"k{v}" for v in y], [("train", "valid", "test", "train")[i % 4] for i in range(16)]
+    )
+    store = write_features(tmp_path / "f [feat. Y].h5", clips, x)
+    run_probe(ProbeSettings(task, str(data), embeddings=(store,), head="linear", seeds=1))
+    err = capsys.readouterr().err
+    assert f"probe {task}" in err and "f [feat. Y].h5" in err

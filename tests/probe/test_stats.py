@@ -9,7 +9,7 @@ import numpy as np
 from mclx.probe import stats
 from mclx.probe.run import ProbeSettings, run_probe
 
-from .conftest import blobs, write_csv_task, write_features
+from .helpers import blobs, write_csv_task, write_features
 
 
 def _outcome(y: np.ndarray, right: np.ndarray, classes: int) -> stats.Outcome:

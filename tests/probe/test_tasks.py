@@ -12,7 +12,7 @@ from mclx.errors import UsageError
 from mclx.probe.splits import FOLDS, make_splits, split_notes
 from mclx.probe.tasks import load_task
 
-from .conftest import touch_clips, write_csv_task
+from .helpers import touch_clips, write_csv_task
 
 
 def gtzan_dir(root: Path, per_class: int = 6, classes: tuple[str, ...] = ("jazz", "rock", "pop")) -> Path:

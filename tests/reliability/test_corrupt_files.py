@@ -20,8 +20,7 @@ from mclx.resample import TorchStreamResampler as StreamResampler
 from mclx.store import read_store
 from mclx.windows import WindowCutter
 
-from ..conftest import FORMATS, tone
-from ..test_formats import ENCODED, RATE, music_like
+from ..audio_fixtures import ENCODED, FORMATS, RATE, music_like, tone
 from .report import record
 
 MFCC = build_encoder("mfcc").eval()
@@ -149,8 +148,8 @@ def test_a_file_that_disappears_after_listing_is_recorded(tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def ffmpeg_library(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """4 s of music in each FFmpeg format (benchmarks.codecs writes them with PyAV's encoders)."""
-    from benchmarks.codecs import write_encoded
+    """4 s of music in each FFmpeg format (tests.audio_fixtures writes them with PyAV's encoders)."""
+    from ..audio_fixtures import write_encoded
 
     root = tmp_path_factory.mktemp("ffmpeg")
     audio = music_like(4.0)

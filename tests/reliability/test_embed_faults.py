@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import WriteAudio
-from ..test_embed import assert_same_store, run_cli
+from ..audio_fixtures import WriteAudio
+from ..helpers import assert_same_store, run_cli
 from .report import record
 
 ROOT = Path(__file__).parents[2]

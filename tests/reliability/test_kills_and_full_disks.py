@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from ..conftest import WriteAudio
-from ..test_embed import assert_same_store, run_cli
+from ..audio_fixtures import WriteAudio
+from ..helpers import assert_same_store, run_cli
 from .report import record
 
 ROOT = Path(__file__).parents[2]

@@ -13,7 +13,7 @@ from mclx.inputs import expand_inputs, walk_audio
 from mclx.pipeline import EmbedSettings, embed
 from mclx.store import read_store
 
-from ..conftest import WriteAudio, tone
+from ..audio_fixtures import WriteAudio, tone
 
 SETTINGS = EmbedSettings(model="mfcc", workers=1, quiet=True, level="both")
 

@@ -20,9 +20,8 @@ from mclx.errors import ConfigError, WeightsError
 from mclx.models.registry import load_model
 from mclx.train import run_training
 
-from ..conftest import WriteAudio
-from ..test_embed import run_cli
-from ..test_train import write_config
+from ..audio_fixtures import WriteAudio
+from ..helpers import run_cli, write_config
 from .report import record
 
 ROOT = Path(__file__).parents[2]

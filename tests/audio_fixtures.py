@@ -1,14 +1,58 @@
-"""Write synthetic audio in FFmpeg formats (M4A/AAC, M4A/ALAC, MP4, WebM/Opus, WMA) with PyAV.
+"""Synthetic audio for the tests and the benchmarks: signals, and files written in every format.
 
-Used by the benchmarks and the tests to make such files on the fly, so no encoded binary
-test data is committed.
+Nothing encoded is committed: every file a test or a benchmark reads is made on the fly, with
+libsndfile (``FORMATS``) or PyAV's encoders for the FFmpeg formats (:func:`write_encoded`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+FORMATS = {
+    "wav": ("WAV", "PCM_16"),
+    "flac": ("FLAC", "PCM_16"),
+    "ogg": ("OGG", "VORBIS"),
+    "opus": ("OGG", "OPUS"),
+    "mp3": ("MP3", "MPEG_LAYER_III"),
+    "aiff": ("AIFF", "PCM_16"),
+}
+
+
+def tone(seconds: float, rate: int, freq: float = 440.0, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """(frames, channels) float32: a sine plus a little noise, a different gain per channel."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(round(seconds * rate)) / rate
+    x = 0.4 * np.sin(2 * np.pi * freq * t) + 0.01 * rng.standard_normal(len(t))
+    return np.stack([x * (1.0 - 0.2 * c) for c in range(channels)], axis=1).astype(np.float32)
+
+
+WriteAudio = Callable[..., Path]
+
+# (file name, codec): every kind of file the FFmpeg decoder is there for.
+ENCODED = [
+    ("aac.m4a", None),
+    ("alac.m4a", "alac"),
+    ("aac.mp4", None),
+    ("opus.webm", None),
+    ("wma2.wma", None),
+]
+RATE = 44100
+
+
+def music_like(seconds: float, rate: int = RATE, seed: int = 0) -> np.ndarray:
+    """(frames, 2) float32: a few notes with harmonics, their onsets and some noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    left = np.zeros_like(t)
+    for k, f0 in enumerate(rng.uniform(110, 880, size=6)):
+        envelope = np.exp(-3 * ((t - k * seconds / 6) % (seconds / 3)))
+        left += envelope * sum(np.sin(2 * np.pi * f0 * h * t) / h for h in range(1, 5))
+    left = 0.15 * left + 0.01 * rng.standard_normal(len(t))
+    return np.stack([left, 0.8 * left], axis=1).astype(np.float32)
+
 
 # extension -> (container format, default codec)
 CONTAINERS = {
