@@ -55,7 +55,7 @@ def run_training(
         with stop_on_signals(second_interrupts=True) as stop, Progress(plan) as progress:
             step_fn = Step(plan, data, model)  # on the device, its optimiser restored when resuming
             files = Checkpointer(plan.out, plan.resolved, data.identity, main)
-            MetricsLog(plan.out / "metrics.jsonl", main).start(start)
+            progress.log.start(start)  # a fresh metrics.jsonl, or its rows up to start
             files.write_config()
             if start == 0 and train.snapshot_every:
                 files.snapshot(model, 0)  # the learning curves' step 0: the initialisation
