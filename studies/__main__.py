@@ -3,8 +3,9 @@
 Trains every run of the studies (two at a time, one thread each), embeds the probe tasks with
 each trained encoder, probes them against the baselines and writes the evidence to
 ``docs/studies/<study>/`` and the tables to ``docs/studies.md``. Killed at any point, the same
-command carries on. ``--tables-only`` rebuilds docs/studies.md from docs/studies/ alone;
-``--smoke`` runs every cell for a few steps (runs and evidence under --runs, docs untouched).
+command carries on. ``--tables-only`` rebuilds docs/studies.md (and with matplotlib each study's
+figure.png) from docs/studies/ alone; ``--smoke`` runs every cell for a few steps (runs and
+evidence under --runs, docs untouched).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from studies import tables
+from studies import figures, tables
 from studies.runner import Settings, run_studies
 from studies.spec import StudyError, available, load_study
 
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         else (runs / "docs" / "studies" if args.smoke else REPO / "docs" / "studies")
     )
     if args.tables_only:
+        for figure in figures.write(docs):
+            print(figure, file=sys.stderr)
         print(tables.write(docs), file=sys.stderr)
         return 0
     try:

@@ -448,8 +448,9 @@ def run_studies(
     if not sched.stopping:
         for r in runners:
             r.refresh_now()
-    from studies import tables
+    from studies import figures, tables
 
+    figures.write(docs_root)
     tables.write(docs_root)
     failed = [f for r in runners for f in r.failed]
     for f in failed:

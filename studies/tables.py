@@ -3,7 +3,8 @@
 Per study: what each run cost, the test-split table (linear accuracy and, where the study asks
 for it, MAP@10, each a mean with its 95% bootstrap interval), the paired differences, the
 spread between training seeds, the validation accuracy against mclx-base, and the study's
-reading (``<study>/reading.md``, written by hand from these numbers). A study whose runs are
+reading (``<study>/reading.md``, written by hand from these numbers), and the study's figure
+(``<study>/figure.png``, drawn by ``studies.figures``) where it exists. A study whose runs are
 not all finished says which are missing.
 """
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mclx.probe.report import cell
+from studies.figures import FIGURE
 
 HEADER = """# Studies: the seed papers rerun with mclx
 
@@ -116,6 +118,9 @@ def study_section(folder: Path) -> list[str]:
     lines += _table(
         ["features", *(f"{t} {'linear acc.' if h == 'linear' else 'MAP@10'}" for t, h, _ in cols)], rows
     )
+    if (folder / FIGURE).exists():
+        link = f"{folder.parent.name}/{folder.name}/{FIGURE}"
+        lines += [f"![{study['title']}: the test table above, drawn]({link})", ""]
     lines += ["### Paired differences (linear accuracy; MAP@10 for retrieval)", ""]
     rows = []
     for a, b in _pairs(reports):

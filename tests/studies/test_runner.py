@@ -44,6 +44,9 @@ def test_smoke_runs_both_studies_and_tables_rebuild(mini_corpus: Path, tmp_path:
     assert {f["name"] for f in robust["features"]} >= {"ssl-s0.h5", "semi-100-s0.h5", "mfcc.h5"}
     text = (tmp_path / "docs" / "studies.md").read_text()
     assert "## Choi et al." in text and "## SemiSupCon" in text and "Robustness" in text
+    for study in ("choi", "semisupcon"):  # each table drawn (matplotlib is in the test install)
+        assert (docs / study / "figure.png").read_bytes().startswith(b"\x89PNG")
+        assert f"](studies/{study}/figure.png)" in text
     # The tables come from the evidence alone, byte for byte.
     (tmp_path / "docs" / "studies.md").unlink()
     again = studies("run", "--tables-only", "--docs", str(docs), cwd=tmp_path)
