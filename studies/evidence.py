@@ -15,8 +15,9 @@ import json
 import os
 import re
 import shutil
+import time
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,9 +121,12 @@ def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> No
 
     A task is probed only once every store it needs is embedded (each baseline and each finished
     run probed on it): a probe JSON committed earlier is never replaced by one with fewer
-    feature sets, as it would be on a fresh machine while the stores are embedded again."""
+    feature sets, as it would be on a fresh machine while the stores are embedded again. A task
+    (or a validation accuracy) measured since its stores were last finished is not measured
+    again: the probes are deterministic, so it would give the same numbers."""
     from mclx.probe import ProbeSettings, run_probe
 
+    started = time.time()
     runs = finished_runs(study, layout)
     (layout.docs / "probe").mkdir(parents=True, exist_ok=True)
     described = {
@@ -138,6 +142,9 @@ def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> No
         if not present or not all(_ready(here / f"{f}.h5") for f in names):
             continue
         wanted = pairs(study, present)
+        out_json = layout.docs / "probe" / f"{task}.json"
+        if _current(out_json, [here / f"{n}.h5" for n in names], wanted, seeds):
+            continue
         with _cwd(here):
             out = str(layout.docs.resolve() / "probe" / f"{task}.json")
             stores = tuple(f"{n}.h5" for n in names)
@@ -145,15 +152,38 @@ def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> No
                                     seeds=seeds, out=out, quiet=True, compare=tuple(wanted)))  # fmt: skip
     valid_json = layout.docs / "valid.json"
     valid = json.loads(valid_json.read_text()) if valid_json.exists() else {}  # kept until measured again
+    measured = valid_json.stat().st_mtime if valid_json.exists() else 0.0
     for f in [*study.baselines, REFERENCE, *(r.name for r in runs)]:
         stores = {t: layout.store(t, f) for t in study.tasks}
-        if all(_ready(s) for s in stores.values()):
-            valid[f] = {t: validation_accuracy(str(s), tasks[t]) for t, s in stores.items()}
+        if not all(_ready(s) for s in stores.values()):
+            continue
+        if f in valid and set(valid[f]) == set(stores) and _newest(stores.values()) < measured:
+            continue  # measured since its stores were last embedded (deterministic: same numbers)
+        valid[f] = {t: validation_accuracy(str(s), tasks[t]) for t, s in stores.items()}
     valid_json.write_text(json.dumps(valid, indent=1) + "\n")
+    os.utime(valid_json, (started, started))  # as of the stores seen: one finished later is measured
 
 
 def _ready(store: Path) -> bool:
     return store.exists() and store.with_suffix(".done").exists()
+
+
+def _newest(stores: Iterable[Path]) -> float:
+    """When the last of ``stores`` was finished (its ``.done`` marker written)."""
+    return max(s.with_suffix(".done").stat().st_mtime for s in stores)
+
+
+def _current(report: Path, stores: list[Path], wanted: list[tuple[str, str]], seeds: int) -> bool:
+    """Whether the probe JSON ``report`` already holds exactly these stores, comparisons and seeds
+    and was written after every store was finished: probing again would give the same file."""
+    if not report.exists() or report.stat().st_mtime <= _newest(stores):
+        return False
+    old = json.loads(report.read_text())
+    return (
+        old.get("seeds") == seeds
+        and sorted(f["name"] for f in old["features"]) == sorted(s.name for s in stores)
+        and {(c["a"], c["b"]) for c in old["comparisons"]} == set(wanted)
+    )
 
 
 def validation_accuracy(store: str, directory: Path) -> float:

@@ -92,6 +92,52 @@ def test_a_task_is_probed_only_once_all_its_stores_are_embedded(
     assert ("notes.json", ("mfcc.h5", "a-s0.h5", "b-s0.h5")) in [(Path(o).name, s) for o, s in probed]
 
 
+def test_a_refresh_measures_only_what_changed_since_the_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    import mclx.probe
+
+    layout = Layout(tmp_path / "runs" / "s", tmp_path / "runs" / "stores", tmp_path / "docs" / "s", tmp_path)
+    study = Study("s", "S", ("notes",), ("mfcc",), (), (), (), (Cell("a", tmp_path / "a.toml", "a", (0,)),))
+    (layout.docs / "runs" / "a-s0").mkdir(parents=True)
+    (layout.docs / "runs" / "a-s0" / "summary.json").write_text("{}")
+    for f in ("mfcc", "a-s0", evidence.REFERENCE):
+        store = layout.store("notes", f)
+        store.parent.mkdir(parents=True, exist_ok=True)
+        store.write_text("")
+        store.with_suffix(".done").write_text("")
+        os.utime(store.with_suffix(".done"), (1e9, 1e9))
+    probed: list[str] = []
+    measured: list[str] = []
+
+    def probe(s: mclx.probe.ProbeSettings) -> None:  # writes what run_probe would about its inputs
+        probed.append(Path(s.out).name)
+        comparisons = [{"a": a, "b": b} for a, b in s.compare]
+        features = [{"name": n} for n in s.embeddings]
+        Path(s.out).write_text(
+            json.dumps({"seeds": s.seeds, "features": features, "comparisons": comparisons})
+        )
+
+    monkeypatch.setattr(mclx.probe, "run_probe", probe)
+    monkeypatch.setattr(evidence, "validation_accuracy", lambda store, d: measured.append(store) or 0.5)
+    tasks = {"notes": tmp_path / "notes"}
+    evidence.refresh(study, layout, tasks, seeds=2)
+    assert probed == ["notes.json"] and len(measured) == 3
+    probed.clear()
+    measured.clear()
+    evidence.refresh(study, layout, tasks, seeds=2)  # nothing new: nothing measured again
+    assert probed == [] and measured == []
+    evidence.refresh(study, layout, tasks, seeds=3)  # other settings: probed again
+    assert probed == ["notes.json"] and measured == []
+    probed.clear()
+    os.utime(layout.store("notes", "a-s0").with_suffix(".done"))  # a-s0 embedded again, just now
+    evidence.refresh(study, layout, tasks, seeds=3)
+    assert probed == ["notes.json"] and measured == [str(layout.store("notes", "a-s0"))]
+    assert json.loads((layout.docs / "valid.json").read_text())["a-s0"] == {"notes": 0.5}
+
+
 def test_cheapest_first_orders_runs_by_segments_per_step(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
