@@ -282,10 +282,8 @@ def embed(
             else:
                 records[i] = FileRecord(path, "pending", "", math.nan, size, mtime)
                 todo.append(i)
-        if engine is None:
-            run = EmbedRun(files, records, todo, plan, journal, summary)
-        else:
-            run = engine.make_run(files, records, todo, plan, journal, summary)
+        work = EmbedWork(files, records, todo, plan, journal, summary)
+        run = EmbedRun(work) if engine is None else engine.make_run(work)
         with stop_on_signals(second_interrupts=False) as stop:
             run.loop(stop, on_progress)
         if run.stopped_by_signal:
@@ -369,20 +367,25 @@ def _latest(records: list[FileRecord]) -> list[FileRecord]:
     return list(latest.values())
 
 
+@dataclass(frozen=True)
+class EmbedWork:
+    """What one embed run works on: the inputs in order, a record per input (kept from an earlier
+    run, failed at stat, or pending), the indices of the pending ones, and where results go."""
+
+    files: Sequence[str]
+    records: list[FileRecord | None]
+    todo: list[int]
+    plan: EmbedPlan
+    journal: Journal
+    summary: EmbedSummary
+
+
 class Engine(Protocol):
     """Where an embed run's files are decoded and encoded; :func:`embed` keeps the rest."""
 
     def make_plan(self, settings: EmbedSettings, argv: Sequence[str] | None) -> EmbedPlan: ...
 
-    def make_run(
-        self,
-        files: Sequence[str],
-        records: list[FileRecord | None],
-        todo: list[int],
-        plan: EmbedPlan,
-        journal: Journal,
-        summary: EmbedSummary,
-    ) -> EmbedRun: ...
+    def make_run(self, work: EmbedWork) -> EmbedRun: ...
 
 
 def encode(plan: EmbedPlan, x: Any) -> Any:
@@ -434,17 +437,9 @@ class EmbedRun:
     them with :meth:`_journal`, as this one does.
     """
 
-    def __init__(
-        self,
-        files: Sequence[str],
-        records: list[FileRecord | None],
-        todo: list[int],
-        plan: EmbedPlan,
-        journal: Journal,
-        summary: EmbedSummary,
-    ) -> None:
-        self.files, self.records, self.todo = files, records, todo
-        self.plan, self.journal, self.summary = plan, journal, summary
+    def __init__(self, work: EmbedWork) -> None:
+        self.files, self.records, self.todo = work.files, work.records, work.todo
+        self.plan, self.journal, self.summary = work.plan, work.journal, work.summary
         self.active: dict[int, _Active] = {}
         self.pending: list[tuple[_Active, Any]] = []  # (file, (window,) tensor)
         # Launched batches whose embeddings are not taken in yet: (files of the rows, (B, D), event)

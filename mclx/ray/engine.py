@@ -35,19 +35,18 @@ import numpy as np
 
 from mclx.devices import resolve_precision
 from mclx.errors import MclxError, UsageError, WeightsError, one_line
-from mclx.journal import Journal
 from mclx.pipeline import (
     JOURNAL_EVERY_S,
     EmbedPlan,
     EmbedRun,
     EmbedSettings,
     EmbedSummary,
+    EmbedWork,
     embed,
     encode,
     make_plan,
 )
 from mclx.ray.files import FileWindows, decode_failure
-from mclx.records import FileRecord
 from mclx.signals import StopRequest
 from mclx.windows import Window
 
@@ -181,17 +180,9 @@ class RayEngine:
         driver = replace(settings, device="cpu", precision=precision, batch_size=batch_size)
         return make_plan(driver, argv)
 
-    def make_run(
-        self,
-        files: Sequence[str],
-        records: list[FileRecord | None],
-        todo: list[int],
-        plan: EmbedPlan,
-        journal: Journal,
-        summary: EmbedSummary,
-    ) -> EmbedRun:
+    def make_run(self, work: EmbedWork) -> EmbedRun:
         assert self.cluster is not None, "make_plan comes first"
-        return RayRun(files, records, todo, plan, journal, summary, self.cluster)
+        return RayRun(work, self.cluster)
 
 
 @dataclass
@@ -206,17 +197,8 @@ class _Arriving:
 class RayRun(EmbedRun):
     """The embed loop of a Ray run: window embeddings in, finished files to the journal."""
 
-    def __init__(
-        self,
-        files: Sequence[str],
-        records: list[FileRecord | None],
-        todo: list[int],
-        plan: EmbedPlan,
-        journal: Journal,
-        summary: EmbedSummary,
-        cluster: ClusterPlan,
-    ) -> None:
-        super().__init__(files, records, todo, plan, journal, summary)
+    def __init__(self, work: EmbedWork, cluster: ClusterPlan) -> None:
+        super().__init__(work)
         self.cluster = cluster
         self.arriving: dict[int, _Arriving] = {}
         self.settled: set[int] = set()
