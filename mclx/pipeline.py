@@ -450,10 +450,10 @@ class EmbedRun:
         self.finished = 0
         self.stopped_by_signal = False
         self.stopped_early = False
+        self._last_journal = 0.0  # when the journal was last written (monotonic seconds)
 
     def loop(self, stop: StopRequest, on_progress: Callable[[EmbedSummary], None] | None) -> None:
         import torch
-        from tqdm import tqdm
 
         from mclx.decoders import DecoderPool
 
@@ -461,15 +461,13 @@ class EmbedRun:
             return
         workers = self.plan.workers
         threads = torch.get_num_threads()
-        bar = tqdm(
-            total=len(self.todo),
-            unit="file",
-            disable=self.plan.settings.quiet or not sys.stderr.isatty(),
-            file=sys.stderr,
-            dynamic_ncols=True,
-        )
+        bar = self._start_progress()
         t0 = time.monotonic()
-        last_journal = t0
+
+        def realtime(now: float) -> str:
+            audio_s = self.summary.audio_s
+            return f"{audio_s / 3600:.2f} h audio, {audio_s / (now - t0):.0f}x realtime"
+
         timeout = self.plan.settings.decode_timeout_s
         pool = DecoderPool(
             self.files, self.todo, workers, timeout_s=timeout, resample_to=self.plan.resample_to
@@ -487,28 +485,50 @@ class EmbedRun:
                     self._drain()  # waiting for decoders anyway: take in the last batch first
                     for event in pool.poll(timeout=0.2) if pool.busy else []:
                         self._handle(event)
-                if self.plan.settings.fail_fast and self.summary.failed:
-                    self.stopped_early = True
+                if not self._after_step(bar, on_progress, realtime):
                     break
-                now = time.monotonic()
-                if now - last_journal >= JOURNAL_EVERY_S:
-                    self._journal()
-                    last_journal = now
-                done = self.finished - bar.n
-                if done:
-                    hours = self.summary.audio_s / 3600
-                    bar.set_postfix_str(
-                        f"{hours:.2f} h audio, {self.summary.audio_s / (now - t0):.0f}x realtime"
-                    )
-                    bar.update(done)
-                    if on_progress is not None:
-                        on_progress(self.summary)
         finally:
             torch.set_num_threads(threads)
             pool.close()
             bar.close()
             self._journal()
         self.summary.failed = 0  # recounted from the records by embed()
+
+    def _start_progress(self) -> Any:
+        """The run's bar of files (shown on a terminal unless --quiet); starts the journal's clock."""
+        from tqdm import tqdm
+
+        self._last_journal = time.monotonic()
+        return tqdm(
+            total=len(self.todo),
+            unit="file",
+            disable=self.plan.settings.quiet or not sys.stderr.isatty(),
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+
+    def _after_step(
+        self, bar: Any, on_progress: Callable[[EmbedSummary], None] | None,
+        postfix: Callable[[float], str] | None = None,
+    ) -> bool:  # fmt: skip
+        """What every loop does after each step: False when --fail-fast met a failure (the loop
+        ends); else journals every JOURNAL_EVERY_S and, when files finished, advances ``bar``
+        (its postfix from ``postfix(now)``) and reports the summary to ``on_progress``."""
+        if self.plan.settings.fail_fast and self.summary.failed:
+            self.stopped_early = True
+            return False
+        now = time.monotonic()
+        if now - self._last_journal >= JOURNAL_EVERY_S:
+            self._journal()
+            self._last_journal = now
+        done = self.finished - bar.n
+        if done:
+            if postfix is not None:
+                bar.set_postfix_str(postfix(now))
+            bar.update(done)
+            if on_progress is not None:
+                on_progress(self.summary)
+        return True
 
     def _work_to_do(self) -> bool:
         """False when nothing is to be embedded, or --fail-fast met a file it could not stat."""

@@ -73,10 +73,10 @@ def draw(folder: Path) -> Path | None:
     names = [*labels, *baselines]
     strategies = list(dict.fromkeys(labels.values()))
     colour = {s: f"C{i % 10}" for i, s in enumerate(strategies)}
-    first_seed: set[str] = set()
+    first_run: dict[str, str] = {}  # strategy -> its first run (the others are later seeds)
     for run, label in labels.items():
-        if label not in {labels[r] for r in first_seed}:
-            first_seed.add(run)
+        first_run.setdefault(label, run)
+    first_seed = set(first_run.values())
     n = len(cols)
     fig, axes = plt.subplots(
         1, n, figsize=(2.4 * n + 2.2, 0.32 * len(names) + 1.4), sharey=True, squeeze=False

@@ -24,7 +24,6 @@ import math
 import os
 import socket
 import sys
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -36,7 +35,6 @@ import numpy as np
 from mclx.devices import resolve_precision
 from mclx.errors import MclxError, UsageError, WeightsError, one_line
 from mclx.pipeline import (
-    JOURNAL_EVERY_S,
     EmbedPlan,
     EmbedRun,
     EmbedSettings,
@@ -204,18 +202,9 @@ class RayRun(EmbedRun):
         self.settled: set[int] = set()
 
     def loop(self, stop: StopRequest, on_progress: Callable[[EmbedSummary], None] | None) -> None:
-        from tqdm import tqdm
-
         if not self._work_to_do():
             return
-        bar = tqdm(
-            total=len(self.todo),
-            unit="file",
-            disable=self.plan.settings.quiet or not sys.stderr.isatty(),
-            file=sys.stderr,
-            dynamic_ncols=True,
-        )
-        last_journal = time.monotonic()
+        bar = self._start_progress()
         batches = iter(self._dataset().iter_batches(batch_size=None, batch_format="numpy"))
         try:
             for batch in _ray_errors(batches):
@@ -223,17 +212,8 @@ class RayRun(EmbedRun):
                     self.stopped_by_signal = True
                     break
                 self._take(batch)
-                if self.plan.settings.fail_fast and self.summary.failed:
-                    self.stopped_early = True
+                if not self._after_step(bar, on_progress):
                     break
-                now = time.monotonic()
-                if now - last_journal >= JOURNAL_EVERY_S:
-                    self._journal()
-                    last_journal = now
-                if self.finished > bar.n:
-                    bar.update(self.finished - bar.n)
-                    if on_progress is not None:
-                        on_progress(self.summary)
             else:
                 for index in set(self.todo) - self.settled:  # never expected: say so in the store
                     self._fail(index, "no result came back from the Ray cluster")
