@@ -23,7 +23,9 @@ ARCHITECTURES = ("melcnn", "samplecnn")
 INPUTS = ("segment", "track")
 POSITIVES = ("same", "adjacent", "random", "track")
 AUGMENTATIONS = ("gain", "polarity", "noise", "filter", "delay")
-LOSSES = ("ntxent", "supcon", "semisupcon")
+LOSSES = ("ntxent", "supcon", "semisupcon", "cpc")
+AGGREGATORS = ("mean", "gru", "transformer")
+NEGATIVES = ("inter-track", "intra-track")
 TARGETS = ("multiclass", "multilabel", "regression", "similarity")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -33,6 +35,7 @@ class DataConfig:
     audio: list[str] = field(default_factory=lambda: ["music/"])  # dirs, files or a CSV with `path`
     labels: str = ""  # CSV path,label[,split]: enables the supervised terms
     labelled_fraction: float = 1.0  # keep the labels of this fraction of the labelled tracks
+    labelled_batch_share: float = 0.0  # > 0: this share of every batch drawn from the labelled tracks
     cache: str = ""  # decoded-audio cache directory; "" = $MCLX_CACHE or ~/.cache/mclx/train
     min_track_s: float = 1.0  # shorter tracks are skipped (listed in the log)
     split: str = "train"  # CSV manifests with a `split` column: only these rows ("" = all)
@@ -46,6 +49,7 @@ class ModelConfig:
     channels: list[int] = field(default_factory=list)  # [] = the architecture's default
     n_mels: int = 0  # melcnn: mel bands (0 = the architecture's default, 96)
     hop_length: int = 0  # melcnn: STFT hop in samples (0 = the architecture's default, 256)
+    aggregator: str = "mean"  # track inputs: how a view's segments become one: "mean" | "gru" | "transformer"
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class ViewsConfig:
     track_segments: int = 4  # segments pooled for a "track" input or positive
     augment: list[str] = field(default_factory=lambda: list(AUGMENTATIONS))
     augment_p: float = 0.8  # probability that each augmentation is applied to a view
+    adjacent_gap_s: float = 0.0  # "adjacent" (and cpc): seconds from a segment's end to the next's start
 
 
 @dataclass(frozen=True)
@@ -64,7 +69,12 @@ class LossConfig:
     kind: str = "ntxent"
     temperature: float = 0.1
     target: str = "multiclass"  # semisupcon: how labels shape the target matrix
-    multilabel: str = "soft"  # "hard": any shared tag is a positive; "soft": tag overlap (Jaccard)
+    multilabel: str = "soft"  # "hard": sharing multilabel_min_shared tags is a positive; "soft": Jaccard
+    multilabel_min_shared: int = 1  # "hard": positives share at least this many tags
+    negatives: str = "inter-track"  # | "intra-track": the other segments of the anchor's own track
+    intra_track_segments: int = 4  # intra-track: segment pairs drawn from each track of a batch
+    cpc_context: int = 4  # cpc: segments the GRU reads
+    cpc_predictions: int = 4  # cpc: segments after them it predicts
     regression_scale: float = 1.0  # regression target similarity exp(-|y_i - y_j| / scale)
     supervised_weight: float = 1.0  # scale of the label-derived targets against the SSL ones
 
@@ -106,6 +116,8 @@ CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
     ("loss", "kind"): LOSSES,
     ("loss", "target"): TARGETS,
     ("loss", "multilabel"): ("hard", "soft"),
+    ("loss", "negatives"): NEGATIVES,
+    ("model", "aggregator"): AGGREGATORS,
     ("train", "precision"): PRECISIONS,
 }
 
@@ -183,12 +195,16 @@ def _check_values(c: Config) -> None:
         "views.track_segments": c.views.track_segments,
         "train.checkpoint_every": c.train.checkpoint_every,
         "train.log_every": c.train.log_every,
+        "loss.multilabel_min_shared": c.loss.multilabel_min_shared,
+        "loss.cpc_context": c.loss.cpc_context,
+        "loss.cpc_predictions": c.loss.cpc_predictions,
     }
     for key, count in {"model.n_mels": c.model.n_mels, "model.hop_length": c.model.hop_length,
                        "train.snapshot_every": c.train.snapshot_every, "train.seed": c.train.seed,
                        "train.warmup_steps": c.train.warmup_steps, "train.grad_clip": c.train.grad_clip,
                        "train.weight_decay": c.train.weight_decay, "data.min_track_s": c.data.min_track_s,
-                       "loss.supervised_weight": c.loss.supervised_weight}.items():  # fmt: skip
+                       "loss.supervised_weight": c.loss.supervised_weight,
+                       "views.adjacent_gap_s": c.views.adjacent_gap_s}.items():  # fmt: skip
         if count < 0:
             raise ConfigError(f"{key} must be 0 or positive, got {count}")
     if c.loss.regression_scale <= 0:
@@ -200,6 +216,14 @@ def _check_values(c: Config) -> None:
         raise ConfigError(f"views.n_views must be at least 2, got {c.views.n_views}")
     if not 0.0 <= c.data.labelled_fraction <= 1.0:
         raise ConfigError(f"data.labelled_fraction must be in [0, 1], got {c.data.labelled_fraction}")
+    if not 0.0 <= c.data.labelled_batch_share <= 1.0:
+        raise ConfigError(f"data.labelled_batch_share must be in [0, 1], got {c.data.labelled_batch_share}")
+    if c.data.labelled_batch_share > 0 and c.loss.kind not in ("supcon", "semisupcon"):
+        raise ConfigError(
+            "data.labelled_batch_share needs labels: set loss.kind = 'supcon' or 'semisupcon' and data.labels"
+        )
+    if c.data.labelled_batch_share > 0 and c.data.labelled_fraction == 0:
+        raise ConfigError("data.labelled_batch_share > 0 needs labelled tracks: data.labelled_fraction is 0")
     if not 0.0 <= c.views.augment_p <= 1.0:
         raise ConfigError(f"views.augment_p must be in [0, 1], got {c.views.augment_p}")
     for name in c.views.augment:
@@ -224,10 +248,60 @@ def _check_values(c: Config) -> None:
         raise ConfigError(
             "views.positive = 'track' makes two views (a segment, its track): set views.n_views = 2"
         )
+    _check_sequences(c)
     if c.views.positive == "same" and (not c.views.augment or c.views.augment_p == 0):
         raise ConfigError(
             "views.positive = 'same' needs augmentations (views.augment, views.augment_p > 0): "
             "identical views teach nothing"
+        )
+
+
+def _check_sequences(c: Config) -> None:
+    """The keys that change what a batch is: intra-track negatives, CPC and sequence aggregators."""
+    if c.loss.multilabel_min_shared > 1 and not (
+        c.loss.target == "multilabel" and c.loss.multilabel == "hard"
+    ):
+        raise ConfigError(
+            "loss.multilabel_min_shared > 1 needs loss.target = 'multilabel' and loss.multilabel = 'hard'"
+        )
+    if c.loss.negatives == "intra-track":
+        if c.loss.kind != "ntxent":
+            raise ConfigError(
+                f"loss.negatives = 'intra-track' needs loss.kind = 'ntxent' (got {c.loss.kind!r}): the "
+                "negatives are the anchor's own track, where labels name no other positive"
+            )
+        if c.views.input != "segment" or c.views.positive == "track":
+            raise ConfigError(
+                "loss.negatives = 'intra-track' needs views.input = 'segment' and a positive of "
+                "'same', 'adjacent' or 'random' (segments of one track against each other)"
+            )
+        if c.loss.intra_track_segments < 2:
+            raise ConfigError(
+                f"loss.intra_track_segments must be at least 2 (an anchor needs a negative), "
+                f"got {c.loss.intra_track_segments}"
+            )
+        if c.train.batch_size % c.loss.intra_track_segments:
+            raise ConfigError(
+                f"train.batch_size {c.train.batch_size} is not divisible by loss.intra_track_segments "
+                f"{c.loss.intra_track_segments} (each track of a batch gives that many segment pairs)"
+            )
+    if c.loss.kind == "cpc" and (c.views.input != "segment" or c.views.positive != "adjacent"):
+        raise ConfigError(
+            "loss.kind = 'cpc' reads consecutive segments: set views.input = 'segment' and "
+            "views.positive = 'adjacent' (views.adjacent_gap_s spaces them)"
+        )
+    if c.loss.kind == "cpc" and c.data.labels:
+        raise ConfigError(
+            "data.labels is set but loss.kind = 'cpc' has no supervised term: remove data.labels"
+        )
+    if c.model.aggregator != "mean" and (c.views.input != "track" or c.views.positive == "track"):
+        raise ConfigError(
+            f"model.aggregator = {c.model.aggregator!r} aggregates a track input's segments: set "
+            "views.input = 'track' (with positive 'same', 'adjacent' or 'random')"
+        )
+    if c.model.aggregator != "mean" and c.views.track_segments < 2:
+        raise ConfigError(
+            f"model.aggregator = {c.model.aggregator!r} needs views.track_segments of 2 or more"
         )
 
 

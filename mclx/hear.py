@@ -84,9 +84,12 @@ def get_timestamp_embeddings(audio: Tensor, model: HearModel) -> tuple[Tensor, T
 
 
 def get_scene_embeddings(audio: Tensor, model: HearModel) -> Tensor:
-    """(n_sounds, n_samples) -> (n_sounds, dim): the mean over non-overlapping windows, as `mclx embed`."""
+    """(n_sounds, n_samples) -> (n_sounds, dim): the mean over non-overlapping windows (or the
+    encoder's aggregator over them), as `mclx embed`."""
     audio = audio.to(_device(model)).float()
     wins = window_starts(audio.shape[1], model.window, model.window)
     padded = torch.nn.functional.pad(audio, (0, max(0, model.window - audio.shape[1])))
     frames = torch.stack([padded[:, w.start : w.start + model.window] for w in wins], dim=1)
-    return model.embed_windows(frames).mean(dim=1)
+    emb = model.embed_windows(frames)
+    with torch.inference_mode():
+        return model.encoder.aggregate(emb).float()

@@ -34,6 +34,17 @@ class Labels:
     names: list[str]  # class or tag names ([] for regression and similarity)
     labelled: int  # tracks that kept a label
 
+    def labelled_tracks(self) -> np.ndarray:
+        """(L,) int64 indices of the tracks that kept a label, ascending."""
+        v = self.values
+        if self.kind == "multiclass":
+            known = v >= 0
+        elif self.kind == "regression":
+            known = ~np.isnan(v)
+        else:  # multi-hot tags or label vectors: an all-zero row is unlabelled
+            known = (v != 0).any(axis=1)
+        return np.flatnonzero(known).astype(np.int64)
+
 
 def read_label_rows(config: Config, base: Path | None) -> dict[str, str]:
     """{real path: label text} of the training rows of ``data.labels``."""

@@ -11,7 +11,11 @@ other item j is a positive for anchor i:
 - SemiSupCon (Guinot et al., 2024): W = max(W_ssl, w * W_labels), where W_labels comes from the
   labels where both items have them (class, shared tags, target distance, a given similarity)
   and is zero for unlabelled items, which keep only their self-supervised positives.
-Anchors whose row of W is all zero are left out of the mean.
+Anchors whose row of W is all zero are left out of the mean. An optional *candidate mask* C
+(N, N) restricts the softmax of anchor i to the items j with C_ij: with intra-track negatives
+(Choi et al.) the candidates of a segment are the other segments of its own track.
+
+CPC (:func:`cpc_loss`) scores predictions of future segments against the batch's actual ones.
 """
 
 from __future__ import annotations
@@ -22,13 +26,18 @@ from torch import Tensor
 
 
 def contrastive_loss(
-    z: Tensor, target: Tensor, temperature: float, anchors: slice | Tensor | None = None
+    z: Tensor,
+    target: Tensor,
+    temperature: float,
+    anchors: slice | Tensor | None = None,
+    candidates: Tensor | None = None,
 ) -> Tensor:
     """Mean over anchors of the soft-target contrastive loss.
 
     z: (N, D) embeddings (normalised here); target: (N, N) non-negative weights (diagonal
     ignored). ``anchors`` restricts the rows that are averaged (a rank's own rows when z holds
-    the embeddings gathered from every rank). Returns a scalar.
+    the embeddings gathered from every rank). ``candidates``: (N, N) bool, the items each anchor's
+    softmax runs over (None: all others); targets outside them are ignored. Returns a scalar.
     """
     if z.dtype in (torch.float16, torch.bfloat16):  # softmax and logs in float32 under AMP
         z = z.float()
@@ -39,6 +48,8 @@ def contrastive_loss(
     cols = torch.arange(z.shape[0], device=z.device)[rows]
     self_mask = torch.zeros_like(logits, dtype=torch.bool)
     self_mask[torch.arange(n, device=z.device), cols] = True
+    if candidates is not None:
+        self_mask = self_mask | ~candidates[rows]
     log_p = torch.log_softmax(logits.masked_fill(self_mask, float("-inf")), dim=-1)
     w = target[rows].to(z.dtype).masked_fill(self_mask, 0.0)
     total = w.sum(dim=-1)
@@ -58,15 +69,16 @@ def multiclass_target(labels: Tensor) -> Tensor:
     return ((labels[:, None] == labels[None, :]) & known[:, None] & known[None, :]).float()
 
 
-def multilabel_target(tags: Tensor, mode: str = "soft") -> Tensor:
+def multilabel_target(tags: Tensor, mode: str = "soft", min_shared: int = 1) -> Tensor:
     """(N, C) multi-hot tags (an all-zero row: unlabelled) -> (N, N).
 
-    "hard": 1 when two items share any tag; "soft": their Jaccard overlap |a & b| / |a | b|.
+    "hard": 1 when two items share at least ``min_shared`` tags; "soft": their Jaccard overlap
+    |a & b| / |a | b|.
     """
     tags = tags.float()
     shared = tags @ tags.T
     if mode == "hard":
-        return (shared > 0).float()
+        return (shared >= max(min_shared, 1) - 0.5).float()
     counts = tags.sum(dim=-1)
     union = counts[:, None] + counts[None, :] - shared
     return torch.where(union > 0, shared / union.clamp(min=1e-12), torch.zeros_like(shared))
@@ -101,3 +113,22 @@ def nt_xent(z1: Tensor, z2: Tensor, temperature: float) -> Tensor:
 def supcon(z: Tensor, labels: Tensor, temperature: float) -> Tensor:
     """Supervised contrastive loss: z (N, D), labels (N,) int; positives share a label."""
     return contrastive_loss(z, multiclass_target(labels), temperature)
+
+
+def cpc_loss(
+    predictions: Tensor, future: Tensor, temperature: float, anchors: Tensor | None = None
+) -> Tensor:
+    """CPC's InfoNCE: each prediction against the actual embeddings of every track at its step.
+
+    predictions: (k, b, D), step i's prediction for b tracks; future: (k, B, D), the actual
+    embeddings at each step of all B tracks of the batch (B >= b: gathered from every rank);
+    anchors: (b,) the row of each predicted track in ``future`` (None: 0..b-1). Cosine
+    similarities over ``temperature``; the mean over steps and tracks. Returns a scalar.
+    """
+    dtype = torch.promote_types(predictions.dtype, torch.float32)  # float32 at least (AMP)
+    p = F.normalize(predictions.to(dtype), dim=-1)
+    f = F.normalize(future.to(dtype), dim=-1)
+    logits = torch.bmm(p, f.transpose(1, 2)) / temperature  # (k, b, B)
+    k, b, _ = logits.shape
+    rows = torch.arange(b, device=p.device) if anchors is None else anchors
+    return F.cross_entropy(logits.reshape(k * b, -1), rows.repeat(k))

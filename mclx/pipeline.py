@@ -411,7 +411,8 @@ def fill_record(
 ) -> str:
     """Fill ``rec`` from its file's (k, D) window embeddings; returns "" or why the file failed.
 
-    The global row is the mean of the windows; with segments, each window's span in seconds
+    The global row is the mean of the windows (or the encoder's aggregator over them, in time
+    order: :meth:`mclx.models.Encoder.aggregate_windows`); with segments, each window's span in seconds
     (a zero-padded short file's one window ends at the file's end).
     """
     if not np.isfinite(emb).all():
@@ -419,7 +420,7 @@ def fill_record(
     rec.status, rec.error = "ok", ""
     rec.duration_s = duration_s
     rec.segment_count = len(windows)
-    rec.global_ = emb.mean(axis=0, dtype=np.float64).astype(np.float32)
+    rec.global_ = plan.encoder.aggregate_windows(emb)
     if plan.keep_segments:
         rec.segments = emb
         rec.starts = np.array([w.start / plan.rate for w in windows], dtype=np.float64)

@@ -20,7 +20,7 @@ import torch
 
 from mclx.checkpoint import save_encoder
 from mclx.config import Config, from_dict, resolve_paths, to_toml
-from mclx.contrastive import ContrastiveModel
+from mclx.contrastive import TrainedModel
 from mclx.errors import ConfigError, TrainingDiverged, UsageError, WeightsError, one_line
 from mclx.fileio import atomic_write_bytes
 from mclx.locks import try_lock, unlock
@@ -48,7 +48,7 @@ class Checkpointer:
         if self.main:
             atomic_write_bytes(self.out / "config.toml", to_toml(self.config).encode())
 
-    def save(self, model: ContrastiveModel, optimizer: torch.optim.Optimizer, step: int) -> None:
+    def save(self, model: TrainedModel, optimizer: torch.optim.Optimizer, step: int) -> None:
         """Training state and the encoder, each written atomically."""
         if not self.main:
             return
@@ -68,7 +68,7 @@ class Checkpointer:
         atomic_write_bytes(self.out / STATE, buf.getvalue())
         save_encoder(self.out / "encoder.safetensors", model.encoder, training_config=self.config.to_dict())
 
-    def snapshot(self, model: ContrastiveModel, step: int) -> None:
+    def snapshot(self, model: TrainedModel, step: int) -> None:
         """Keep the encoder of step ``step`` in ``DIR/snapshots/`` (for learning curves)."""
         if self.main:
             (self.out / "snapshots").mkdir(exist_ok=True)

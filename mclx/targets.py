@@ -2,7 +2,10 @@
 
 Chosen once from the configuration (:func:`make_target`), then applied at every step to the
 batch's track ids. Self-supervised: the views of one track. With labels (SupCon, SemiSupCon), the
-label target (classes, tags, a regression value or a similarity) is mixed in.
+label target (classes, tags, a regression value or a similarity) is mixed in. With intra-track
+negatives a batch holds several segment pairs of each track: the positives are the views of one
+pair (one slot of the batch) and the softmax runs over the track's own segments only
+(:func:`make_candidates`).
 """
 
 from __future__ import annotations
@@ -23,14 +26,18 @@ def make_target(config: Config, labels: Tensor | None, n_views: int) -> Target:
 
     ``labels``: every cached track's label (rows as in :class:`mclx.labels.Labels`), or None."""
     kind = config.loss.kind
+    if config.loss.negatives == "intra-track":
+        return lambda tracks: losses.same_clip_target(
+            torch.arange(len(tracks), device=tracks.device).repeat(n_views)
+        )
     if kind == "ntxent" or labels is None:
         return lambda tracks: losses.same_clip_target(tracks.repeat(n_views))
     lab = labels
     if kind == "supcon" or config.loss.target == "multiclass":
         sup: Callable[[Tensor], Tensor] = losses.multiclass_target
     elif config.loss.target == "multilabel":
-        mode = config.loss.multilabel
-        sup = lambda v: losses.multilabel_target(v, mode)  # noqa: E731
+        mode, least = config.loss.multilabel, config.loss.multilabel_min_shared
+        sup = lambda v: losses.multilabel_target(v, mode, least)  # noqa: E731
     elif config.loss.target == "regression":
         scale = config.loss.regression_scale
         sup = lambda v: losses.regression_target(v, scale)  # noqa: E731
@@ -46,6 +53,15 @@ def make_target(config: Config, labels: Tensor | None, n_views: int) -> Target:
         return losses.semisup_target(ssl, labelled, weight)
 
     return target
+
+
+def make_candidates(config: Config, n_views: int) -> Callable[[Tensor], Tensor] | None:
+    """Tracks (B,) -> (V * B, V * B) bool: which items each anchor's softmax runs over; None: all.
+
+    Intra-track negatives: the views of every slot of the anchor's own track."""
+    if config.loss.negatives != "intra-track":
+        return None
+    return lambda tracks: losses.same_clip_target(tracks.repeat(n_views)) > 0
 
 
 def target_matrix(config: Config, tracks: Tensor, labels: Tensor | None, n_views: int) -> Tensor:

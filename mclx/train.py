@@ -21,15 +21,16 @@ from torch import Tensor, nn
 from mclx import losses
 from mclx.augment import chain
 from mclx.batching import batches, make_batch
-from mclx.contrastive import ContrastiveModel, build_model
+from mclx.contrastive import TrainedModel, build_model
 from mclx.distributed import any_rank, mean_over_ranks
 from mclx.errors import Interrupted, TrainingDiverged, WeightsError, one_line
 from mclx.rundir import STATE, Checkpointer, MetricsLog, exclusive
 from mclx.schedule import lr_at
 from mclx.signals import stop_on_signals
-from mclx.targets import make_target, target_matrix
+from mclx.targets import make_candidates, make_target, target_matrix
 from mclx.trainplan import TrainData, TrainPlan, make_train_plan, prepare_data
 from mclx.viewlayout import ViewLayout
+from mclx.views import effective_views
 
 
 def run_training(
@@ -86,7 +87,7 @@ class Step:
     """One optimisation step of the model on a batch; everything it needs chosen once: the view
     layout, the augmentation chain, the loss's target, the forward (DDP, compiled) and precision."""
 
-    def __init__(self, plan: TrainPlan, data: TrainData, model: ContrastiveModel) -> None:
+    def __init__(self, plan: TrainPlan, data: TrainData, model: TrainedModel) -> None:
         config, device = plan.config, plan.device
         self.config, self.device, self.rank, self.amp = config, device, plan.rank, plan.amp
         self.model = model.to(device)
@@ -108,11 +109,30 @@ class Step:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
             torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
-        self.layout = ViewLayout.build(config.views, config.train.batch_size, plan.rank, device)
+        self.layout = ViewLayout.build(effective_views(config), config.train.batch_size, plan.rank, device)
         rate = model.encoder.spec.sample_rate
         self.augment = chain(config.views.augment, config.views.augment_p, rate, self.layout.groups)
+        self.loss = self._cpc_loss if config.loss.kind == "cpc" else self._contrastive_loss
         self.target = make_target(config, data.labels, self.layout.n_views)
+        self.candidates = make_candidates(config, self.layout.n_views)
         self.lr = float("nan")
+
+    def _contrastive_loss(self, z_local: Tensor, tracks: Tensor) -> Tensor:
+        """This rank's (V * b, P) projections of the global tracks (B,) -> the loss of its anchors."""
+        z = self.layout.gather(z_local)
+        candidates = self.candidates(tracks) if self.candidates is not None else None
+        t = self.config.loss.temperature
+        return losses.contrastive_loss(z, self.target(tracks), t, self.layout.anchors, candidates)
+
+    def _cpc_loss(self, out: tuple[Tensor, Tensor], tracks: Tensor) -> Tensor:
+        """This rank's ((steps * b, D) embeddings, (k, b, D) predictions) -> CPC's loss, the actual
+        futures of every rank's tracks as candidates."""
+        z_local, predictions = out
+        z = self.layout.gather(z_local).reshape(self.layout.n_views, len(tracks), -1)  # (steps, B, D)
+        b = len(tracks) // self.rank.world
+        anchors = torch.arange(self.rank.rank * b, (self.rank.rank + 1) * b, device=z.device)
+        future = z[self.config.loss.cpc_context :]
+        return losses.cpc_loss(predictions, future, self.config.loss.temperature, anchors)
 
     def __call__(self, step: int, x: Tensor, tracks: Tensor) -> Tensor:
         """Train on step ``step``'s segments x (M, samples) of the global tracks (B,); the loss."""
@@ -125,10 +145,8 @@ class Step:
         x = self.augment(x, torch.Generator(device=self.device).manual_seed(seed))
         self.model.train()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            z_local = self.forward(x, self.layout.pool)  # (V * b, P), view-major
-        z = self.layout.gather(z_local)
-        anchors = self.layout.anchors
-        loss = losses.contrastive_loss(z, self.target(tracks), self.config.loss.temperature, anchors=anchors)
+            out = self.forward(x, self.layout.pool)  # (V * b, P) view-major; CPC: (embeddings, predictions)
+        loss = self.loss(out, tracks)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.config.train.grad_clip > 0:
@@ -167,7 +185,8 @@ class Progress:
 
     def batches(self, data: TrainData) -> Iterator[tuple[Tensor, Tensor]]:
         p = self.plan
-        gen = batches(p.start, p.end, p.config, data.cache, p.rank, p.device.type == "cuda")
+        gen = batches(p.start, p.end, p.config, data.cache, p.rank, p.device.type == "cuda",
+                      labelled=data.labelled)  # fmt: skip
         return self.stack.enter_context(contextlib.closing(gen))
 
     def step_done(self, done: int, loss: Tensor, lr: float) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -59,6 +60,7 @@ class TrainPlan:
 class TrainData:
     cache: TrackCache
     labels: Tensor | None  # (tracks,) or (tracks, tags): every cached track's label, on the device
+    labelled: np.ndarray | None  # (L,) indices of the tracks that kept a label (None: no labels)
     identity: dict[str, str]  # the resolved config and the tracks' digest, which a resume checks
 
 
@@ -123,12 +125,13 @@ def prepare_data(plan: TrainPlan, rate: int) -> TrainData:
         print(f"mclx train: warning: the tracks differ from those of the run in {plan.out} "
               f"({len(cache.paths)} now: files added, removed, changed or failing to decode); the "
               "resumed run will not equal one that never stopped", file=sys.stderr)  # fmt: skip
-    labels = None
+    labels, labelled = None, None
     if plan.label_rows is not None:
         kind = "multiclass" if config.loss.kind == "supcon" else config.loss.target
-        rows = build_labels(config, plan.label_rows, cache.paths, kind).values
-        labels = torch.as_tensor(rows, device=plan.device)
-    return TrainData(cache, labels, {"config": json.dumps(plan.resolved.to_dict()), "tracks": tracks})
+        built = build_labels(config, plan.label_rows, cache.paths, kind)
+        labels, labelled = torch.as_tensor(built.values, device=plan.device), built.labelled_tracks()
+    identity = {"config": json.dumps(plan.resolved.to_dict()), "tracks": tracks}
+    return TrainData(cache, labels, labelled, identity)
 
 
 def _warn_skipped(skipped: list[tuple[str, str]], shown: int = 20) -> None:

@@ -9,6 +9,7 @@ import torch
 
 from mclx.losses import (
     contrastive_loss,
+    cpc_loss,
     multiclass_target,
     multilabel_target,
     nt_xent,
@@ -140,3 +141,74 @@ def test_a_batch_without_positives_gives_zero_loss_and_gradient() -> None:
     loss = contrastive_loss(z, torch.zeros(4, 4), 0.1)
     loss.backward()
     assert loss.item() == 0.0 and z.grad is not None and not z.grad.any()
+
+
+def test_hard_multilabel_positives_share_at_least_the_threshold_of_tags() -> None:
+    tags = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0], [1, 0, 0, 1], [0, 0, 0, 0]])
+    for least in (1, 2, 3):
+        hand = [[float(i != 3 and j != 3 and int((tags[i] * tags[j]).sum()) >= least) for j in range(4)]
+                for i in range(4)]  # fmt: skip
+        assert multilabel_target(tags, "hard", least).tolist() == hand, least
+    assert multilabel_target(tags, "hard", 2)[0, 1] == 1 and multilabel_target(tags, "hard", 2)[0, 2] == 0
+
+
+def slow_intra_track_loss(z: torch.Tensor, tracks: list[int], t: float) -> torch.Tensor:
+    """Choi et al.'s intra-track loss by its definition: slot s of a batch is a pair of views of one
+    track (rows s and s + B); each row's positive is its pair's other view and its negatives are
+    the other segments of its own track (both views of the track's other pairs)."""
+    b = len(tracks)
+    terms = []
+    for i in range(2 * b):
+        slot = i % b
+        positive = (slot + b) if i < b else slot
+        others = [j for j in range(2 * b) if j != i and tracks[j % b] == tracks[slot]]
+        denom = sum(torch.exp(cos(z[i], z[j]) / t) for j in others)
+        terms.append(-torch.log(torch.exp(cos(z[i], z[positive]) / t) / denom))
+    return sum(terms) / len(terms)
+
+
+def test_intra_track_negatives_equal_a_per_anchor_loop_over_the_tracks_other_segments() -> None:
+    tracks = [7, 7, 7, 2, 2, 2]  # two tracks, three pairs each
+    ids = torch.tensor(tracks)
+    slots = torch.arange(len(tracks)).repeat(2)
+    candidates = same_clip_target(ids.repeat(2)) > 0
+    check(
+        lambda z: contrastive_loss(z, same_clip_target(slots), 0.2, candidates=candidates).double(),
+        lambda z: slow_intra_track_loss(z, tracks, 0.2),
+        randn(12, 5),
+    )
+    # through the configured target: the same matrices
+    from mclx.config import load_config
+    from mclx.targets import make_candidates, make_target
+
+    config = load_config(None, ["loss.negatives='intra-track'", "loss.intra_track_segments=3",
+                                "train.batch_size=6"])  # fmt: skip
+    assert torch.equal(make_target(config, None, 2)(ids), same_clip_target(slots))
+    cand = make_candidates(config, 2)
+    assert cand is not None and torch.equal(cand(ids), candidates)
+
+
+def slow_cpc_loss(pred: torch.Tensor, future: torch.Tensor, t: float, anchors: list[int]) -> torch.Tensor:
+    """InfoNCE of each prediction against every track's actual embedding at its step."""
+    k, b, _ = pred.shape
+    terms = []
+    for i in range(k):
+        for a in range(b):
+            scores = [torch.exp(cos(pred[i, a], future[i, c]) / t) for c in range(future.shape[1])]
+            terms.append(-torch.log(scores[anchors[a]] / sum(scores)))
+    return sum(terms) / len(terms)
+
+
+def test_cpc_loss_equals_the_definition() -> None:
+    pred, future = randn(3, 2, 4), randn(3, 5, 4)
+    anchors = torch.tensor([3, 1])
+    check(
+        lambda p: cpc_loss(p, future, 0.3, anchors).double(),
+        lambda p: slow_cpc_loss(p, future, 0.3, [3, 1]),
+        pred,
+    )
+    check(
+        lambda f: cpc_loss(pred, f, 0.3, anchors).double(),
+        lambda f: slow_cpc_loss(pred, f, 0.3, [3, 1]),
+        future,
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mclx.config import load_config
-from mclx.views import sample_starts, view_sizes
+from mclx.views import effective_views, sample_starts, stratified_starts, view_sizes
 
 SEG = 100
 LENGTHS = np.array([1000, 5000, 250, 100_000])
@@ -68,3 +68,31 @@ def test_global_input_pools_several_segments_per_view() -> None:
     assert view_sizes(cfg) == [3, 3]
     a, b = sample_starts(LENGTHS, cfg, SEG, np.random.default_rng(1))
     assert a.shape == b.shape == (4, 3)
+
+
+def test_adjacent_gap_spaces_the_segments() -> None:
+    views = sample_starts(
+        LENGTHS, load_config(None, ["views.n_views=3"]).views, SEG, np.random.default_rng(0), 40
+    )
+    fits = LENGTHS >= 3 * SEG + 2 * 40
+    for v in range(1, 3):
+        assert np.array_equal(views[v][fits], views[v - 1][fits] + SEG + 40)
+    assert (views[2] + SEG <= LENGTHS[:, None]).all()  # a short track's segments overlap instead
+
+
+def test_stratified_pairs_start_in_their_own_stretch_of_the_track() -> None:
+    cfg = load_config(None, ["views.positive='adjacent'"]).views
+    lengths = np.repeat(np.array([4000, 100_000]), 4)  # two tracks, four pairs each
+    a, b = stratified_starts(lengths, 4, cfg, SEG, np.random.default_rng(3))
+    stretch = lengths // 4
+    slot = np.tile(np.arange(4), 2)
+    assert (a[:, 0] >= slot * stretch).all() and (b[:, 0] + SEG <= (slot + 1) * stretch).all()
+    assert np.array_equal(b, a + SEG)
+
+
+def test_cpc_views_are_consecutive_single_segments() -> None:
+    config = load_config(None, ["loss.kind='cpc'", "loss.cpc_context=3", "loss.cpc_predictions=2"])
+    views = effective_views(config)
+    assert view_sizes(views) == [1] * 5
+    starts_ = sample_starts(LENGTHS, views, SEG, np.random.default_rng(0), 10)
+    assert np.array_equal(starts_[4][3], starts_[0][3] + 4 * (SEG + 10))

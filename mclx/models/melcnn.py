@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torchaudio
 from torch import Tensor, nn
 
+from mclx.models.aggregators import build_aggregator
 from mclx.models.base import Encoder, EncoderSpec
 
 DEFAULT_CHANNELS = (64, 64, 128, 128, 256, 256, 512)
@@ -25,21 +27,22 @@ class MelCNN(Encoder):
         n_mels: int = 96,
         channels: Sequence[int] = DEFAULT_CHANNELS,
         embedding_dim: int = 512,
+        aggregator: str = "mean",
     ) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
-        self.spec = EncoderSpec.from_args(
-            "melcnn",
-            {
-                "sample_rate": sample_rate,
-                "window_s": window_s,
-                "n_fft": n_fft,
-                "hop_length": hop_length,
-                "n_mels": n_mels,
-                "channels": list(channels),
-                "embedding_dim": embedding_dim,
-            },
-        )
+        args: dict[str, Any] = {
+            "sample_rate": sample_rate,
+            "window_s": window_s,
+            "n_fft": n_fft,
+            "hop_length": hop_length,
+            "n_mels": n_mels,
+            "channels": list(channels),
+            "embedding_dim": embedding_dim,
+        }
+        if aggregator != "mean":  # absent for mean pooling: older checkpoints describe it so
+            args["aggregator"] = aggregator
+        self.spec = EncoderSpec.from_args("melcnn", args)
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels
         )
@@ -56,6 +59,7 @@ class MelCNN(Encoder):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.out = nn.Linear(c_in, embedding_dim)
+        self.aggregator = build_aggregator(aggregator, embedding_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, samples) -> (batch, embedding_dim)."""

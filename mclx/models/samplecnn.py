@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import Any
 
 from torch import Tensor, nn
 
+from mclx.models.aggregators import build_aggregator
 from mclx.models.base import Encoder, EncoderSpec
 
 DEFAULT_CHANNELS = (128, 128, 128, 256, 256, 256, 256, 256, 256, 512)
@@ -25,18 +27,19 @@ class SampleCNN(Encoder):
         window_s: float = 59049 / 22050,
         channels: Sequence[int] = DEFAULT_CHANNELS,
         embedding_dim: int = 512,
+        aggregator: str = "mean",
     ) -> None:
         super().__init__()
         channels = tuple(int(c) for c in channels)
-        self.spec = EncoderSpec.from_args(
-            "samplecnn",
-            {
-                "sample_rate": sample_rate,
-                "window_s": window_s,
-                "channels": list(channels),
-                "embedding_dim": embedding_dim,
-            },
-        )
+        args: dict[str, Any] = {
+            "sample_rate": sample_rate,
+            "window_s": window_s,
+            "channels": list(channels),
+            "embedding_dim": embedding_dim,
+        }
+        if aggregator != "mean":  # absent for mean pooling: older checkpoints describe it so
+            args["aggregator"] = aggregator
+        self.spec = EncoderSpec.from_args("samplecnn", args)
         layers: list[nn.Module] = [
             nn.Conv1d(1, channels[0], kernel_size=3, stride=3, bias=False),
             nn.BatchNorm1d(channels[0]),
@@ -51,6 +54,7 @@ class SampleCNN(Encoder):
             ]
         self.features = nn.Sequential(*layers)
         self.out = nn.Linear(channels[-1], embedding_dim)
+        self.aggregator = build_aggregator(aggregator, embedding_dim)
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, samples) -> (batch, embedding_dim)."""
