@@ -36,7 +36,7 @@ class ContrastiveModel(nn.Module):
         With a sequence aggregator every view is K consecutive rows of x (a track input), which
         the encoder's aggregator reads in order instead of averaging them."""
         e = self.encoder(x).float()  # (M, D)
-        if self.encoder.aggregator is None:
+        if self.encoder.aggregator_module is None:
             return self.head(pool @ e)
         return self.head(self.encoder.aggregate(e.reshape(pool.shape[0], -1, e.shape[-1])))
 

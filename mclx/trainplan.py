@@ -78,7 +78,7 @@ def make_train_plan(
     if config.train.batch_size < 2:
         raise ConfigError("train.batch_size must be at least 2 (a contrastive batch needs negatives)")
     files = list_audio(config, base)
-    label_rows = read_label_rows(config, base) if config.loss.kind != "ntxent" else None
+    label_rows = read_label_rows(config, base) if config.loss.kind in ("supcon", "semisupcon") else None
     if label_rows is not None:
         check_labels_match(config, label_rows, files)
     resolved = resolve_paths(config, base)

@@ -42,28 +42,33 @@ class EncoderSpec:
 
 class Encoder(nn.Module):
     """Base of the encoders: subclasses set ``spec`` and implement ``forward``; those that take an
-    ``aggregator`` argument also set ``aggregator`` (:mod:`mclx.models.aggregators`)."""
+    ``aggregator`` argument register it as the submodule ``aggregator`` (:mod:`mclx.models.aggregators`)."""
 
     spec: EncoderSpec
-    aggregator: nn.Module | None = None  # None: a sequence of windows is pooled by its mean
+
+    @property
+    def aggregator_module(self) -> nn.Module | None:
+        """The submodule ``aggregator`` (its weights are the checkpoint's ``aggregator.*``); None: a
+        sequence of windows is pooled by its mean."""
+        return self._modules.get("aggregator")
 
     def aggregate(self, seq: Tensor) -> Tensor:
         """(n, K, D) window embeddings in time order -> (n, D): their mean, or the aggregator's."""
-        if self.aggregator is None:
-            return seq.mean(dim=1)
-        return self.aggregator(seq.float())
+        module = self.aggregator_module
+        return seq.mean(dim=1) if module is None else module(seq.float())
 
     def aggregate_windows(self, emb: np.ndarray) -> np.ndarray:
         """(K, D) float32 window embeddings of one file -> its (D,) float32 global embedding.
 
         The mean is taken in float64 on the host (as stores always had it); an aggregator runs on
         the encoder's device in float32."""
-        if self.aggregator is None:
+        module = self.aggregator_module
+        if module is None:
             return emb.mean(axis=0, dtype=np.float64).astype(np.float32)
-        device = next(self.aggregator.parameters()).device
+        device = next(module.parameters()).device
         with torch.inference_mode(), torch.autocast(device.type, enabled=False):
             seq = torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)).to(device)[None]
-            return self.aggregator(seq)[0].float().cpu().numpy()
+            return module(seq)[0].float().cpu().numpy()
 
     def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
         """(batch, samples) float audio in [-1, 1] -> (batch, embedding_dim)."""

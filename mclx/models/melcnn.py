@@ -59,7 +59,7 @@ class MelCNN(Encoder):
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.out = nn.Linear(c_in, embedding_dim)
-        self.aggregator = build_aggregator(aggregator, embedding_dim)
+        self.add_module("aggregator", build_aggregator(aggregator, embedding_dim))
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, samples) -> (batch, embedding_dim)."""

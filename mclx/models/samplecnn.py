@@ -54,7 +54,7 @@ class SampleCNN(Encoder):
             ]
         self.features = nn.Sequential(*layers)
         self.out = nn.Linear(channels[-1], embedding_dim)
-        self.aggregator = build_aggregator(aggregator, embedding_dim)
+        self.add_module("aggregator", build_aggregator(aggregator, embedding_dim))
 
     def forward(self, x: Tensor) -> Tensor:
         """(batch, samples) -> (batch, embedding_dim)."""
