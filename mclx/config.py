@@ -22,7 +22,9 @@ from mclx.errors import ConfigError
 ARCHITECTURES = ("melcnn", "samplecnn")
 INPUTS = ("segment", "track")
 POSITIVES = ("same", "adjacent", "random", "track")
-AUGMENTATIONS = ("gain", "polarity", "noise", "filter", "delay")
+AUGMENTATIONS = ("gain", "polarity", "noise", "filter", "delay", "pitch", "reverb")
+# The default chain; pitch and reverb are opt-in, so a config that names none trains as before.
+DEFAULT_AUGMENTATIONS = ("gain", "polarity", "noise", "filter", "delay")
 LOSSES = ("ntxent", "supcon", "semisupcon")
 TARGETS = ("multiclass", "multilabel", "regression", "similarity")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -55,7 +57,7 @@ class ViewsConfig:
     positive: str = "adjacent"  # "same" | "adjacent" | "random" | "track"
     n_views: int = 2  # views per track, all mutually positive (SemiSupCon: N adjacent chunks)
     track_segments: int = 4  # segments pooled for a "track" input or positive
-    augment: list[str] = field(default_factory=lambda: list(AUGMENTATIONS))
+    augment: list[str] = field(default_factory=lambda: list(DEFAULT_AUGMENTATIONS))
     augment_p: float = 0.8  # probability that each augmentation is applied to a view
 
 
