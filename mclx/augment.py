@@ -112,6 +112,8 @@ def _shift_rows(x: Tensor, semitones: int) -> Tensor:
     a frame pair is repeated, and a stretched tone lost 6 dB. Noise-like content still loses up to
     ~3 dB (its frames overlap-add incoherently)."""
     t = x.shape[1]
+    if t < _PITCH_N_FFT:  # shorter than a frame: shift it padded with silence, then cut
+        return _shift_rows(F.pad(x, (0, _PITCH_N_FFT - t)), semitones)[:, :t]
     factor = 2.0 ** (semitones / 12)
     window = torch.hann_window(_PITCH_N_FFT, device=x.device, dtype=x.dtype)
     spec = torch.stft(x, _PITCH_N_FFT, _PITCH_HOP, window=window, return_complex=True)  # (n, bins, frames)

@@ -200,3 +200,10 @@ def test_reverb_shares_the_room_within_a_view() -> None:
     y = reverb(x, gen(), p=1.0, sample_rate=RATE, groups=groups).reshape(3, 4, -1)
     torch.testing.assert_close(y, y[:, :1].expand_as(y))
     assert (y[0, 0] - y[1, 0]).abs().max() > 1e-3  # another view, another room
+
+
+def test_pitch_handles_clips_shorter_than_its_frame() -> None:
+    t = torch.arange(400) / RATE
+    x = 0.3 * torch.sin(2 * math.pi * 1000 * t).repeat(4, 1)
+    y = pitch(x, gen(), p=1.0)
+    assert y.shape == x.shape and torch.isfinite(y).all() and not torch.equal(y, x)
