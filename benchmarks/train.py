@@ -14,6 +14,12 @@ synthetic one reuses the first batch, already on the device. Prints steps/s of e
 their ratio (data loading is not the bottleneck when the ratio is close to 1). ``--versus``
 measures a second config (with ``--versus-set`` overrides) the same way in the same run and
 prints the ratio of examples (tracks) per second.
+
+    python -m benchmarks.train --augmentations [--device cuda] [--batch 96] [--threads 1]
+
+times each augmentation alone on one batch of (batch, 3 s at 16 kHz) noise on the device, at
+`views.augment_p`'s default (0.8), beside the default chain (gain, polarity, noise, filter, delay):
+milliseconds per batch and the ratio to that chain. No model and no data are needed.
 """
 
 from __future__ import annotations
@@ -24,7 +30,9 @@ import time
 
 import torch
 
+from mclx.augment import chain
 from mclx.batching import batches, make_batch
+from mclx.config import AUGMENTATIONS, DEFAULT_AUGMENTATIONS, ViewsConfig
 from mclx.contrastive import build_model
 from mclx.train import Step
 from mclx.trainplan import make_train_plan, prepare_data
@@ -68,6 +76,30 @@ def measure(config_path: str, overrides: list[str], device: torch.device, steps:
             "ratio": round(real / synthetic, 3), "examples_per_s": round(real * b, 2)}  # fmt: skip
 
 
+def augmentation_costs(device: torch.device, batch: int, repeats: int, seconds: float = 3.0) -> dict:
+    """Median ms per (batch, seconds * 16 kHz) batch of each augmentation alone and of the
+    default chain, each timed on the same input with fresh seeds (the draws, and so pitch's
+    number of distinct shifts, vary from batch to batch as in training)."""
+    rate, p = 16000, ViewsConfig().augment_p
+    x = 0.1 * torch.randn(batch, int(seconds * rate), generator=torch.Generator().manual_seed(0)).to(device)
+    runs = {"default chain": list(DEFAULT_AUGMENTATIONS), **{name: [name] for name in AUGMENTATIONS}}
+    ms = {}
+    for label, names in runs.items():
+        apply = chain(names, p, rate)
+        times = []
+        for k in range(repeats + 2):  # the first two warm up (FFT plans, allocator)
+            gen = torch.Generator(device=device).manual_seed(k)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            apply(x, gen)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        ms[label] = round(1000 * sorted(times[2:])[repeats // 2], 2)
+    return ms
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default="examples/configs/smoke.toml")
@@ -78,9 +110,23 @@ def main() -> None:
     ap.add_argument("--versus", default="", help="a second config measured the same way")
     ap.add_argument("--versus-set", action="append", default=[], help="section.key=value for --versus")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--augmentations", action="store_true", help="time each augmentation alone instead")
+    ap.add_argument("--repeats", type=int, default=10, help="timed batches per augmentation")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.augmentations:
+        device = torch.device(args.device)
+        batch = args.batch or 96
+        ms = augmentation_costs(device, batch, args.repeats)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        print(f"augmentations alone, batch {batch} x 3 s at 16 kHz, p = 0.8, on {name} "
+              f"({torch.get_num_threads()} threads), median of {args.repeats}:")  # fmt: skip
+        base = ms["default chain"]
+        for label, t in ms.items():
+            print(f"  {label:>14}: {t:9.2f} ms/batch  {t / base:6.2f}x the default chain")
+        print(json.dumps({"device": name, "threads": torch.get_num_threads(), "batch": batch, "ms": ms}))
+        return
     overrides = [f"train.batch_size={args.batch}"] if args.batch else []
     device = torch.device(args.device)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"

@@ -22,7 +22,9 @@ from mclx.errors import ConfigError
 ARCHITECTURES = ("melcnn", "samplecnn")
 INPUTS = ("segment", "track")
 POSITIVES = ("same", "adjacent", "random", "track")
-AUGMENTATIONS = ("gain", "polarity", "noise", "filter", "delay")
+AUGMENTATIONS = ("gain", "polarity", "noise", "filter", "delay", "pitch", "reverb")
+# The default chain; pitch and reverb are opt-in, so a config that names none trains as before.
+DEFAULT_AUGMENTATIONS = ("gain", "polarity", "noise", "filter", "delay")
 LOSSES = ("ntxent", "supcon", "semisupcon", "cpc")
 AGGREGATORS = ("mean", "gru", "transformer")
 NEGATIVES = ("inter-track", "intra-track")
@@ -59,7 +61,7 @@ class ViewsConfig:
     positive: str = "adjacent"  # "same" | "adjacent" | "random" | "track"
     n_views: int = 2  # views per track, all mutually positive (SemiSupCon: N adjacent chunks)
     track_segments: int = 4  # segments pooled for a "track" input or positive
-    augment: list[str] = field(default_factory=lambda: list(AUGMENTATIONS))
+    augment: list[str] = field(default_factory=lambda: list(DEFAULT_AUGMENTATIONS))
     augment_p: float = 0.8  # probability that each augmentation is applied to a view
     adjacent_gap_s: float = 0.0  # "adjacent" (and cpc): seconds from a segment's end to the next's start
 

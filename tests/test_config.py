@@ -93,3 +93,13 @@ def test_the_resolved_copy_loads_back_to_the_same_config(tmp_path: Path) -> None
     path = tmp_path / "resolved.toml"
     path.write_text(to_toml(c))
     assert load_config(path) == c
+
+
+def test_pitch_and_reverb_are_opt_in_augmentations() -> None:
+    c = load_config(None, ["views.augment=['pitch', 'reverb']"])
+    assert c.views.augment == ["pitch", "reverb"]
+    # Not in the default chain: a config that names no augmentations trains as it did before them.
+    assert load_config(None).views.augment == ["gain", "polarity", "noise", "filter", "delay"]
+    typo = r"views\.augment: unknown augmentation 'pich' \(did you mean 'pitch'\?\)"
+    with pytest.raises(ConfigError, match=typo):
+        load_config(None, ["views.augment=['pich']"])

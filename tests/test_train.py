@@ -183,6 +183,13 @@ def test_choi_view_strategies_train(
     )
 
 
+def test_pitch_and_reverb_train_on_pooled_views(tmp_path: Path, write_audio: WriteAudio) -> None:
+    config = write_config(tmp_path, write_audio, positive="random", input="track")
+    overrides = ["train.steps=2", "views.augment=['pitch', 'reverb']", "views.augment_p=1.0"]
+    summary = run_training(str(config), str(tmp_path / "r"), False, overrides, quiet=True)
+    assert summary["trained_steps"] == 2 and np.isfinite(summary["final_loss"])
+
+
 def test_bad_configurations_are_clear_errors(tmp_path: Path, write_audio: WriteAudio) -> None:
     config = str(write_config(tmp_path, write_audio))
     cases = {
@@ -190,7 +197,7 @@ def test_bad_configurations_are_clear_errors(tmp_path: Path, write_audio: WriteA
         "train.steps='many'": "train.steps: expected an integer",
         "loss.kind='infonce'": "loss.kind",
         "data.audio=['nowhere/']": "nowhere/",
-        "views.augment=['gain', 'reverb']": "reverb",
+        "views.augment=['gain', 'chorus']": "chorus",
         "loss.kind='supcon'": "data.labels",
     }
     for override, message in cases.items():
