@@ -334,7 +334,13 @@ def train(
     as_json: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Contrastive pretraining from a TOML file."""
+    """Contrastive pretraining from a TOML file.
+
+    Sections [data], [model], [views], [loss], [train]; every key, its default and its paper:
+    docs/training-config.md. The seed papers' knobs include data.labelled_batch_share,
+    loss.negatives (intra-track), loss.kind = "cpc", model.aggregator, views.adjacent_gap_s,
+    loss.multilabel_min_shared and the pitch and reverb views.
+    """
     from mclx.train import run_training
 
     summary = run_training(config, out, resume, list(set_ or []), quiet=quiet)

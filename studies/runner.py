@@ -387,9 +387,9 @@ def _configured_steps(config: Path) -> int | None:
 def segments_per_step(run: Run) -> int:
     """Segments one track contributes to a step of the run's cell: its training cost per step."""
     from mclx.config import load_config
-    from mclx.views import view_sizes
+    from mclx.views import effective_views, view_sizes
 
-    return sum(view_sizes(load_config(run.cell.config).views))
+    return sum(view_sizes(effective_views(load_config(run.cell.config))))
 
 
 def interleave(runners: list[StudyRunner]) -> list[tuple[StudyRunner, Run]]:

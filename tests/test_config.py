@@ -103,3 +103,20 @@ def test_pitch_and_reverb_are_opt_in_augmentations() -> None:
     typo = r"views\.augment: unknown augmentation 'pich' \(did you mean 'pitch'\?\)"
     with pytest.raises(ConfigError, match=typo):
         load_config(None, ["views.augment=['pich']"])
+
+
+def test_the_reference_page_names_every_key_with_its_default() -> None:
+    """docs/training-config.md is the config reference: every key, with the default the code has."""
+    import re
+
+    from mclx.config import Config, _toml_value
+
+    page = (Path(__file__).parents[1] / "docs" / "training-config.md").read_text()
+    rows = dict(re.findall(r"^\| `([a-z_]+\.[a-z_0-9]+)` \| `(.*?)` \|", page, flags=re.M))
+    defaults = {
+        f"{section}.{key}": _toml_value(value) for section, values in Config().to_dict().items()
+        for key, value in values.items()
+    }  # fmt: skip
+    assert set(rows) == set(defaults)
+    for key, default in defaults.items():
+        assert rows[key] == default, key

@@ -42,6 +42,10 @@ def test_there_is_a_config_per_seed_setting() -> None:
         "semisupcon_10pct",
         "choi_regional_adjacent",
         "choi_global_track",
+        "semisupcon_share",
+        "choi_regional_intra",
+        "choi_cpc",
+        "choi_global_transformer",
     } <= names
 
 
