@@ -62,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         studies = [load_study(name) for name in args.studies or available()]
+        if args.smoke:
+            studies = [study.smoke() for study in studies]
     except StudyError as exc:
         print(f"python -m studies: {exc}", file=sys.stderr)
         return 2

@@ -1,7 +1,9 @@
 """What a study commits: each run's config, metrics, encoder and cost, and the probes of all runs.
 
 ``DOCS/<study>/runs/<run>/``: ``config.toml`` (resolved), ``metrics.jsonl``,
-``encoder.safetensors``, ``summary.json`` (steps, batch, examples seen, CPU minutes).
+``encoder.safetensors``, ``summary.json`` (steps, batch, examples seen, CPU and wall minutes of
+every session of the run, and the pool it was trained on: the sha256 and track count of
+``$MCLX_DATA/music/manifest.csv``).
 ``DOCS/<study>/probe/<task>.json``: one `mclx probe` over every finished run and the baselines
 (test split, linear head and cosine retrieval, the same seeds and clips for all, so every
 comparison is paired). ``DOCS/<study>/valid.json``: each feature set's linear-probe accuracy on
@@ -11,6 +13,7 @@ the validation splits (how a default would be chosen; the test splits choose not
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -47,10 +50,11 @@ def keep_run(study: Study, run: Run, layout: Any) -> None:
         "steps": done["steps"],
         "batch_size": config["train"]["batch_size"],
         "examples": done["steps"] * config["train"]["batch_size"],
-        "segments_per_example": _segments(config["views"]),
+        "segments_per_example": _segments(config),
         "cpu_minutes": round(done["cpu_s"] / 60, 1),
-        "train_wall_minutes": round(_train_seconds(src / "train.log") / 60, 1),
+        "train_wall_minutes": round(done.get("wall_s", _train_seconds(src / "train.log")) / 60, 1),
         "final_loss": last["loss"],
+        **pool_identity(layout.data),
     }
     (dst / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
 
@@ -78,8 +82,21 @@ def _train_seconds(log: Path) -> float:
     return sum(float(seconds) for _, seconds in found)
 
 
-def _segments(views: dict[str, Any]) -> int:
+def pool_identity(data: Path) -> dict[str, Any]:
+    """The pretraining pool a run saw: sha256 and track count of ``music/manifest.csv``."""
+    manifest = data / "music" / "manifest.csv"
+    if not manifest.exists():
+        return {"pool_manifest_sha256": "", "pool_tracks": 0}
+    raw = manifest.read_bytes()
+    rows = [line for line in raw.decode().splitlines()[1:] if line.strip()]
+    return {"pool_manifest_sha256": hashlib.sha256(raw).hexdigest(), "pool_tracks": len(rows)}
+
+
+def _segments(config: dict[str, Any]) -> int:
     """Segments the encoder sees per example (track) and step: the views' sizes added up."""
+    views, loss = config["views"], config["loss"]
+    if loss.get("kind") == "cpc":
+        return int(loss["cpc_context"]) + int(loss["cpc_predictions"])
     if views["positive"] == "track":
         return 1 + int(views["track_segments"])
     k = int(views["track_segments"]) if views["input"] == "track" else 1

@@ -9,9 +9,10 @@ SIGKILL leaves them running; the next runner finds them by their directory's loc
 for them instead of starting a second copy. SIGINT/SIGTERM stop the runner and its children
 cleanly (`mclx train` checkpoints and exits 130).
 
-CPU time: each child's utime + stime (its own and its waited-for children's) read from
-/proc every few seconds and added up per run in ``cpu.json``, so that time spent before an
-interruption is counted too.
+CPU and wall time: each child's utime + stime (its own and its waited-for children's) and the
+seconds since it started, read from /proc every few seconds and added up per run in ``cpu.json``
+and ``wall.json`` (one entry per process, keyed by pid and start time), so that the time spent
+before an interruption, and in every session of a resumed run, is counted too.
 """
 
 from __future__ import annotations
@@ -86,11 +87,12 @@ class Job:
     lock: Path | None = None  # a training directory's lock: held while its process runs
     stdin: str = ""
     log: Path | None = None
-    cpu_file: Path | None = None
+    cpu_file: Path | None = None  # and wall.json beside it
     proc: subprocess.Popen[bytes] | None = None
     pid: int = 0
     started: float = 0.0
     cpu: dict[str, float] = field(default_factory=dict)
+    wall: dict[str, float] = field(default_factory=dict)
     rerun: bool = False  # asked for again while running: a later copy must run after it (refresh)
 
     @property
@@ -98,14 +100,18 @@ class Job:
         return self.lock is not None  # only a training job holds a run directory's lock
 
 
-def _proc_cpu_s(pid: int) -> float | None:
-    """utime + stime + cutime + cstime of a process, in seconds; None once it is gone."""
+def _proc_times(pid: int) -> tuple[str, float, float] | None:
+    """(pid@start key, utime + stime + cutime + cstime, wall seconds since it started) of a
+    process; None once it is gone."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
     except OSError:
         return None
+    hz = os.sysconf("SC_CLK_TCK")
     ticks = sum(int(x) for x in fields[11:15])
-    return ticks / os.sysconf("SC_CLK_TCK")
+    start = int(fields[19])  # field 22 of stat: start time in ticks after boot
+    return f"{pid}@{start}", ticks / hz, uptime - start / hz
 
 
 def lock_held(path: Path) -> bool:
@@ -166,15 +172,21 @@ class Scheduler:
             self.log(f"{job.key}: started (pid {job.pid})")
         if job.cpu_file and job.cpu_file.exists():
             job.cpu = json.loads(job.cpu_file.read_text())
+        wall_file = job.cpu_file.with_name("wall.json") if job.cpu_file else None
+        if wall_file and wall_file.exists():
+            job.wall = json.loads(wall_file.read_text())
         self.running.append(job)
 
     def _poll_cpu(self, job: Job) -> None:
         if not (job.cpu_file and job.pid):
             return
-        now = _proc_cpu_s(job.pid)
+        now = _proc_times(job.pid)
         if now is not None:
-            job.cpu[str(job.pid)] = max(now, job.cpu.get(str(job.pid), 0.0))
+            key, cpu, wall = now
+            job.cpu[key] = max(cpu, job.cpu.get(key, 0.0))
+            job.wall[key] = max(wall, job.wall.get(key, 0.0))
             job.cpu_file.write_text(json.dumps(job.cpu, sort_keys=True))
+            job.cpu_file.with_name("wall.json").write_text(json.dumps(job.wall, sort_keys=True))
 
     def _finished(self, job: Job) -> int | None:
         if job.proc is not None:
@@ -263,9 +275,9 @@ class StudyRunner:
             self.sched.log(self.failed[-1])
             return
         cpu = json.loads((d / "cpu.json").read_text()) if (d / "cpu.json").exists() else {}
-        (d / "done.json").write_text(
-            json.dumps({"steps": steps, "cpu_s": round(sum(cpu.values()), 1)}) + "\n"
-        )
+        wall = json.loads((d / "wall.json").read_text()) if (d / "wall.json").exists() else {}
+        done = {"steps": steps, "cpu_s": round(sum(cpu.values()), 1), "wall_s": round(sum(wall.values()), 1)}
+        (d / "done.json").write_text(json.dumps(done) + "\n")
         self.sched.log(f"{self.study.name}/{run.name}: trained ({steps} steps)")
         from studies import evidence
 

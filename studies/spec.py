@@ -18,6 +18,7 @@ One TOML file per study (``studies/<name>.toml``)::
 
 from __future__ import annotations
 
+import dataclasses
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,6 +79,14 @@ class Study:
         of the robust cells on the corrupted copies (``<task>.<corruption>``)."""
         robust = run.cell.name in self.robust_cells and run.seed == run.cell.seeds[0]
         return "." not in task or robust
+
+    def smoke(self) -> Study:
+        """The study as ``--smoke`` runs it: one training per cell, two for the first two cells (so
+        that the intervals over trainings are exercised too)."""
+        cells = tuple(
+            dataclasses.replace(c, seeds=c.seeds[: 2 if i < 2 else 1]) for i, c in enumerate(self.cells)
+        )
+        return dataclasses.replace(self, cells=cells)
 
     def cell(self, name: str) -> Cell:
         return next(c for c in self.cells if c.name == name)

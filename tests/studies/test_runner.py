@@ -27,12 +27,14 @@ def test_smoke_runs_both_studies_and_tables_rebuild(mini_corpus: Path, tmp_path:
     flags = ["--smoke", "--runs", str(runs), "--docs", str(docs), "--data", str(mini_corpus)]
     done = studies("run", "choi", "semisupcon", *flags, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    for study, cells in (("choi", 7), ("semisupcon", 7)):
+    for study, cells in (("choi", 10), ("semisupcon", 13)):
         described = json.loads((docs / study / "study.json").read_text())
         assert len(described["runs"]) == cells + 2  # two cells with a second training seed
         for run in described["runs"]:
             summary = json.loads((docs / study / "runs" / run / "summary.json").read_text())
             assert summary["steps"] == 3 and summary["examples"] == 12
+            assert summary["pool_tracks"] == 6 and len(summary["pool_manifest_sha256"]) == 64
+            assert summary["train_wall_minutes"] >= 0 and summary["cpu_minutes"] >= 0
             assert (docs / study / "runs" / run / "encoder.safetensors").stat().st_size > 0
         for task in described["tasks"]:
             report = json.loads((docs / study / "probe" / f"{task}.json").read_text())

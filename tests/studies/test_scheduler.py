@@ -147,8 +147,7 @@ def test_cheapest_first_orders_runs_by_segments_per_step(
     monkeypatch.setenv("MCLX_DATA", str(tmp_path))
     runs = sorted(load_study("choi").runs(), key=segments_per_step)
     costs = {r.name: segments_per_step(r) for r in runs}
-    assert (
-        costs["segment-adjacent-s0"] == 2 and costs["segment-track-s0"] == 5 and costs["track-random-s1"] == 8
-    )
+    assert costs["segment-adjacent-s0"] == 2 and costs["segment-track-s0"] == 5
+    assert costs["track-random-s1"] == 8 and costs["segment-cpc-s0"] == 8  # CPC: 4 read + 4 predicted
     assert [r.name for r in runs][:4] == ["segment-adjacent-s0", "segment-same-s0", "segment-random-s0",
-                                          "segment-adjacent-s1"]  # fmt: skip
+                                          "segment-intra-s0"]  # fmt: skip
