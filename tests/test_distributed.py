@@ -9,6 +9,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -146,3 +147,56 @@ def test_rank_variables_alone_do_not_shard_an_embed_run(tmp_path: Path, write_au
         del os.environ["RANK"], os.environ["WORLD_SIZE"]
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["files"] == 4
+
+
+def recipe_worker(rank: int, init: str, results: Path, recipe: str) -> None:
+    """This rank's loss and gradients for the intra-track or CPC recipe, as Step computes them."""
+    from mclx.losses import cpc_loss
+
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
+    info = Rank(rank, WORLD)
+    z, _ = global_batch()
+    rows = local_slice(rank)
+    z_local = z[rows].clone().requires_grad_(True)
+    z_all = gather_view_major(z_local, VIEWS, info)
+    if recipe == "intra-track":
+        tracks = torch.tensor([0, 0, 0, 1, 1, 1])  # two tracks of three pairs: they straddle the ranks
+        slots = torch.arange(BATCH).repeat(VIEWS)
+        cand = same_clip_target(tracks.repeat(VIEWS)) > 0
+        loss = contrastive_loss(z_all, same_clip_target(slots), 0.1, anchors=rows, candidates=cand)
+    else:  # cpc: view 0 is the context, view 1 the step predicted; predictions from local rows
+        b = BATCH // WORLD
+        predictions = (z_local[:b] * 2.0).unsqueeze(0)  # (1, b, D), a stand-in for the GRU
+        anchors = torch.arange(rank * b, (rank + 1) * b)
+        loss = cpc_loss(predictions, z_all.reshape(VIEWS, BATCH, -1)[1:], 0.1, anchors)
+    loss.backward()
+    torch.save({"loss": loss.detach(), "grad": z_local.grad, "rows": rows}, results / f"rank{rank}.pt")
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("recipe", ["intra-track", "cpc"])
+def test_intra_track_and_cpc_losses_over_ranks_equal_the_single_process_ones(
+    tmp_path: Path, recipe: str
+) -> None:
+    from mclx.losses import cpc_loss
+
+    mp.spawn(recipe_worker, args=(f"file://{tmp_path / 'rendezvous'}", tmp_path, recipe), nprocs=WORLD,
+             join=True)  # fmt: skip
+    z, _ = global_batch()
+    z = z.clone().requires_grad_(True)
+    if recipe == "intra-track":
+        tracks = torch.tensor([0, 0, 0, 1, 1, 1])
+        cand = same_clip_target(tracks.repeat(VIEWS)) > 0
+        single = contrastive_loss(
+            z, same_clip_target(torch.arange(BATCH).repeat(VIEWS)), 0.1, candidates=cand
+        )
+    else:
+        seq = z.reshape(VIEWS, BATCH, -1)
+        single = cpc_loss((seq[0] * 2.0).unsqueeze(0), seq[1:], 0.1)
+    single.backward()
+    assert z.grad is not None
+    parts = [torch.load(tmp_path / f"rank{r}.pt") for r in range(WORLD)]
+    torch.testing.assert_close(sum(p["loss"] for p in parts) / WORLD, single.detach())
+    for p in parts:
+        torch.testing.assert_close(p["grad"] / WORLD, z.grad[p["rows"]])
