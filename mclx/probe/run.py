@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import sys
@@ -13,11 +12,13 @@ from typing import Any
 import numpy as np
 
 from mclx import __version__
-from mclx.errors import DecodeError, UsageError
+from mclx.errors import UsageError
 from mclx.probe import heads, metrics, stats
-from mclx.probe.corrupt import Corruption, copy_name, write_copy
+from mclx.probe.corrupt import Corruption
 from mclx.probe.corrupt import parse as parse_corruptions
+from mclx.probe.features import Features, cache_path, embed_cached, from_store
 from mclx.probe.report import plot_results, print_table, require_matplotlib, write_json
+from mclx.probe.robustness import CORRUPTION, corrupted_features, testable_clips
 from mclx.probe.splits import FOLDS, Split, make_splits, split_notes
 from mclx.probe.tasks import KINDS, Task, load_task
 
@@ -32,27 +33,6 @@ CONFIDENCE = (
     "redraws the seeds and the test clips, so it covers both; comparisons are paired (same seeds and "
     "clips for both feature sets), with a two-sided bootstrap p-value"
 )
-CORRUPTION = (
-    "--corrupt: the heads fitted on the clean train/valid clips (the clean rows' heads, same seeds) "
-    "score corrupted copies of the test clips, embedded with the same features; retrieval queries "
-    "the clean train+valid clips with them. Rows and comparisons with a 'corruption' field: the "
-    "comparison is the corrupted minus the clean result of the same features, head and metric, "
-    "paired on the same seeds and test clips. Features read with --embeddings cannot be re-embedded "
-    "and are scored clean only"
-)
-
-
-@dataclass(frozen=True)
-class Features:
-    name: str  # as shown in the results: model name, checkpoint path, store path or "mfcc"
-    source: str  # "model" | "baseline" | "embeddings"
-    store: str  # the HDF5 store the features were read from
-    x: np.ndarray  # (N, D) float32 in task order, NaN rows for clips without features
-    aggregation: str
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "source": self.source, "store": self.store, "dim": int(self.x.shape[1]),
-                "aggregation": self.aggregation}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -151,9 +131,13 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
     pairs += [p for p in dict.fromkeys(s.compare) if p not in pairs]
     usable = np.all([np.isfinite(f.x).all(axis=1) for f in sets], axis=0)
     corruptions = s.corruptions()
-    shifted = _corrupted_features(t, s, sets, corruptions, usable, log, notes, failed)
+
+    def embed(name: str, paths: list[str], cache: Path, label: str) -> None:
+        embed_cached(name, paths, cache, s.device, s.quiet, log, notes, failed, label)
+
+    shifted = corrupted_features(t, sets, corruptions, usable, s.out, embed, log, notes, failed)
     if corruptions:
-        tested = _test_candidates(t)
+        tested = testable_clips(t)
         for by_corruption in shifted.values():
             for xc in by_corruption.values():
                 usable &= ~tested | np.isfinite(xc).all(axis=1)
@@ -241,7 +225,7 @@ def _feature_sets(
     sets = []
     for name in s.feature_names():
         if name in s.embeddings:
-            sets.append(_from_store(name, name, "embeddings", t, failed, notes))
+            sets.append(from_store(name, name, "embeddings", t, failed, notes))
         else:
             source = "baseline" if name == s.baseline else "model"
             sets.append(_embedded(name, source, t, s, log, notes, failed))
@@ -413,196 +397,11 @@ def _num(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _from_store(
-    path: str,
-    name: str,
-    source: str,
-    t: Task,
-    failed: list[str] | None = None,
-    notes: list[str] | None = None,
-    paths: list[str] | None = None,
-) -> Features:
-    """(N, D) clip embeddings of the task's clips (or of ``paths``), in that order, from an
-    embedding store.
-
-    With ``failed`` (and ``notes``), the task's clips that the store records as failed are added
-    to them: a probe on a store with failed clips then exits 1, as one that embeds them itself."""
-    from mclx.store import read_store
-
-    paths = t.paths if paths is None else paths
-    store = read_store(path)
-    index: dict[str, int] = {}
-    for i, p in enumerate(store.paths):
-        index.setdefault(os.path.realpath(p), i)
-    rows = [index.get(os.path.realpath(p), -1) for p in paths]
-    missing = [p for p, r in zip(paths, rows, strict=True) if r < 0]
-    if missing:
-        raise UsageError(
-            f"--embeddings {path}: {len(missing)} of the task's {len(paths)} clips are not in it, "
-            f"e.g. {missing[0]}"
-        )
-    if failed is not None:
-        bad = [store.records[r] for r in rows if store.records[r].status != "ok"]
-        failed.extend(f"{name}: {rec.path}: {rec.error}" for rec in bad)
-        if bad and notes is not None:
-            notes.append(f"{name}: {len(bad)} clips failed to embed, e.g. {bad[0].path}: {bad[0].error}")
-    dim = int(store.attrs["dim"])
-    x = np.full((len(paths), dim), np.nan, dtype=np.float32)
-    from_segments = False
-    for j, r in enumerate(rows):
-        rec = store.records[r]
-        if rec.global_ is not None:
-            x[j] = rec.global_
-        elif rec.segments is not None and len(rec.segments):
-            x[j] = rec.segments.mean(axis=0)
-            from_segments = True
-    a = store.attrs
-    where = "computed here from the store's /segments" if from_segments else "the store's /global"
-    aggregation = (
-        f"clip embedding = mean of the {a.get('model')} embeddings of {float(a['window_s']):g} s windows "
-        f"every {float(a['hop_s']):g} s ({where})"
-    )
-    return Features(name, source, path, x, aggregation)
-
-
 def _embedded(
     name: str, source: str, t: Task, s: ProbeSettings, log: _Log, notes: list[str], failed: list[str]
 ) -> Features:
     """Embed the task's clips with ``name`` through the `mclx embed` pipeline, cached in a store
     next to the results (or in the user cache without --out) so that a second run resumes it."""
-    cache = _cache_path(name, t, s.out)
-    _embed_cached(name, t.paths, cache, s, log, notes, failed, name)
-    return _from_store(str(cache), name, source, t)
-
-
-def _embed_cached(
-    name: str,
-    paths: list[str],
-    cache: Path,
-    s: ProbeSettings,
-    log: _Log,
-    notes: list[str],
-    failed: list[str],
-    label: str,
-) -> None:
-    """Embed ``paths`` with model ``name`` into the store ``cache`` (resumed when it was made
-    with the same model and precision, else started anew); failures go to ``notes`` and
-    ``failed`` under ``label``."""
-    from mclx.devices import resolve_device, resolve_precision
-    from mclx.models.registry import load_model
-    from mclx.pipeline import EmbedSettings, embed
-    from mclx.store import read_attrs
-
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    overwrite = False
-    if cache.exists():
-        try:
-            attrs = read_attrs(cache)
-            precision = resolve_precision("auto", resolve_device(s.device).type)
-            overwrite = (
-                attrs.get("model_sha256") != load_model(name).sha256 or attrs["precision"] != precision
-            )
-        except UsageError:
-            overwrite = True
-        if overwrite:
-            log(f"{cache}: made with another model or precision, embedding again")
-    log(f"features {label}: embedding {len(paths)} clips into {cache} (resumes what is there)")
-    settings = EmbedSettings(model=name, level="global", device=s.device, overwrite=overwrite, quiet=s.quiet)
-    summary = embed(paths, str(cache), settings)
-    if summary.failed:
-        path, error = summary.failures[0] if summary.failures else ("?", "?")
-        notes.append(f"{label}: {summary.failed} clips failed to embed, e.g. {path}: {error}")
-        failed.extend(f"{label}: {p}: {e}" for p, e in summary.failures)
-
-
-def _test_candidates(t: Task) -> np.ndarray:
-    """(N,) bool: the clips some seed may test on (given splits: the test split; k-fold: all)."""
-    if t.has_splits:
-        return np.asarray(t.splits) == "test"
-    return np.ones(len(t.paths), dtype=bool)
-
-
-def _corrupted_features(
-    t: Task,
-    s: ProbeSettings,
-    sets: list[Features],
-    corruptions: tuple[Corruption, ...],
-    clean: np.ndarray,
-    log: _Log,
-    notes: list[str],
-    failed: list[str],
-) -> dict[str, dict[str, np.ndarray]]:
-    """{features: {corruption: (N, D) features}}: the corrupted copies of the clips some seed
-    tests on (NaN elsewhere, and where corrupting or embedding failed), for every feature set
-    mclx embeds itself (not those read with --embeddings). Only clips with clean features in
-    every set (``clean``, (N,) bool) are corrupted: a clip that failed clean is left out anyway.
-    The copies are cached (:func:`_corrupted_copies`) and so are their embeddings, one store per
-    (features, corruption) beside the clean one: a second run reuses both."""
-    out: dict[str, dict[str, np.ndarray]] = {}
-    embeddable = [f for f in sets if f.source != "embeddings"]
-    if corruptions and len(embeddable) < len(sets):
-        skipped = ", ".join(f.name for f in sets if f.source == "embeddings")
-        notes.append(f"--corrupt: {skipped} (from --embeddings) scored clean only (not re-embedded)")
-    wanted = np.flatnonzero(_test_candidates(t) & clean)
-    for c in corruptions:
-        copies = _corrupted_copies(t, c, wanted, s.out, log, notes, failed)
-        rows = np.array(sorted(copies), dtype=np.int64)
-        paths = [copies[i] for i in rows]
-        for f in embeddable:
-            x = np.full_like(f.x, np.nan)
-            if len(paths):
-                label = f"{f.name} [{c.name}]"
-                cache = _cache_path(f.name, t, s.out, corruption=c.name)
-                _embed_cached(f.name, paths, cache, s, log, notes, failed, label)
-                x[rows] = _from_store(str(cache), f.name, f.source, t, paths=paths).x
-            out.setdefault(f.name, {})[c.name] = x
-    return out
-
-
-def _corrupted_copies(
-    t: Task,
-    c: Corruption,
-    rows: np.ndarray,
-    out: str | None,
-    log: _Log,
-    notes: list[str],
-    failed: list[str],
-) -> dict[int, str]:
-    """{row: path} of the corrupted copies of the task's clips ``rows`` (M,) int, written once
-    under ``<cache>.corrupt/<corruption>/`` (:func:`mclx.probe.corrupt.copy_name`), reused after;
-    a clip that cannot be corrupted is recorded in ``failed`` and left out."""
-    folder = _cache_path("corrupt", t, out, suffix="") / c.name.replace(":", "-")
-    copies: dict[int, str] = {}
-    made, bad = 0, []
-    for i in rows:
-        source = t.paths[i]
-        key = Path(os.path.relpath(source, t.data)).as_posix()
-        target = folder / copy_name(c, key, source)
-        if not target.exists():
-            try:
-                write_copy(c, source, key, target)
-            except DecodeError as exc:
-                bad.append(f"{c.name}: {source}: {exc}")
-                continue
-            made += 1
-        copies[int(i)] = str(target)
-    log(f"{c.name}: {len(copies)} corrupted test clips in {folder} ({made} written now)")
-    if bad:
-        notes.append(f"{c.name}: {len(bad)} clips could not be corrupted, e.g. {bad[0]}")
-        failed.extend(bad)
-    return copies
-
-
-def _cache_path(name: str, t: Task, out: str | None, corruption: str = "", suffix: str = ".h5") -> Path:
-    """``<results stem>.<features>[.<corruption>].h5`` beside --out, else
-    ``~/.cache/mclx/probe/<task>-<dir hash>...``."""
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).stem) or "model"
-    if os.sep in name or name.endswith(".safetensors"):  # a checkpoint: two may share a file name
-        safe += "-" + hashlib.sha256(os.path.realpath(name).encode()).hexdigest()[:8]
-    if corruption:
-        safe += "." + corruption.replace(":", "-")
-    if out:
-        return Path(out).with_name(f"{Path(out).stem}.{safe}{suffix}")
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mclx" / "probe"
-    where = hashlib.sha256(os.path.realpath(t.data).encode()).hexdigest()[:8]
-    return root / f"{t.name}-{where}.{safe}{suffix}"
+    cache = cache_path(name, t, s.out)
+    embed_cached(name, t.paths, cache, s.device, s.quiet, log, notes, failed, name)
+    return from_store(str(cache), name, source, t)

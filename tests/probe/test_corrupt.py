@@ -216,3 +216,32 @@ def test_probe_scores_clean_heads_on_corrupted_test_clips(
     assert [p.stat().st_mtime_ns for p in copies] == stamps
     assert [(s.skipped, s.audio_s) for s in summaries] == [(24, 0.0), (6, 0.0), (6, 0.0)]
     assert json.loads(out.read_text())["results"] == report["results"]
+
+
+def test_with_kfold_every_clip_is_corrupted_and_a_clip_that_cannot_be_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mclx.probe.robustness
+    from mclx.errors import DecodeError
+    from mclx.probe import ProbeSettings, run_probe
+
+    data = pitch_task(tmp_path / "pitch")
+    for split in ("train", "valid", "test"):
+        (data / f"{split}.txt").unlink()  # no split lists: 5-fold, every clip is some seed's test clip
+    real_write = mclx.probe.robustness.write_copy
+
+    def write_copy_but_one(c: Any, source: str, key: str, target: Path) -> None:
+        if key == "high/03.wav":
+            raise DecodeError("cannot encode")
+        real_write(c, source, key, target)
+
+    monkeypatch.setattr(mclx.probe.robustness, "write_copy", write_copy_but_one)
+    out = tmp_path / "r.json"
+    settings = ProbeSettings("pitch", str(data), baseline="mfcc", head="linear", seeds=2, out=str(out),
+                             quiet=True, corrupt="reverb:0.3")  # fmt: skip
+    report = run_probe(settings)
+    assert len(list((tmp_path / "r.corrupt" / "reverb-0.3").glob("*.wav"))) == 23
+    assert report["failed"] == [f"reverb:0.3: {data / 'high' / '03.wav'}: cannot encode"]  # exit 1
+    assert sum(report["splits"].values()) == 23  # left out of the clean rows too: same clips for both
+    assert {r["corruption"] for r in _rows(report, corrupted=True)} == {"reverb:0.3"}
+    assert all(len(r["per_seed"]) == 2 for r in report["results"])
