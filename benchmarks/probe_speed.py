@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from mclx.probe import ProbeSettings, run_probe
-from mclx.probe.run import _cache_path
+from mclx.probe.features import cache_path
 from mclx.probe.tasks import load_task
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     t0 = time.perf_counter()
     run_probe(ProbeSettings(args.task, models=(args.model,), head="linear", seeds=1, out=results, quiet=True))
     embed_s = time.perf_counter() - t0  # embedding (or reading the cache) plus one linear probe
-    store = _cache_path(args.model, load_task(args.task, None, None), results)
+    store = cache_path(args.model, load_task(args.task, None, None), results)
     twin = out / "twin.h5"
     shutil.copyfile(store, twin)
     t0 = time.perf_counter()

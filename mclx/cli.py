@@ -370,6 +370,13 @@ def probe(
     compare: Annotated[
         list[str] | None, typer.Option(help="A,B: a paired comparison of two feature sets (repeatable).")
     ] = None,
+    corrupt: Annotated[
+        str | None,
+        typer.Option(
+            help="KIND:LEVEL,...: also score the heads, fitted on clean clips, on corrupted test clips "
+            "(noise:10db, lowpass:2000, aac:24k, mp3:64k, reverb:0.5); one result row each."
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     out: Annotated[str | None, typer.Option(help="Results JSON path.")] = None,
     plot: Annotated[str | None, typer.Option(help="Results PNG path.")] = None,
@@ -389,6 +396,7 @@ def probe(
     settings = ProbeSettings(
         task, data, layout, tuple(model or ()), tuple(embeddings or ()), baseline, head, seeds, out, plot,
         label_field=label, device=device, quiet=quiet, kind=kind, compare=tuple(pairs),
+        corrupt=corrupt,
     )  # fmt: skip
     results = run_probe(settings)
     if as_json:

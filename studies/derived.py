@@ -9,23 +9,27 @@ same corpus gives the same files (no unseeded randomness).
   file is a csv-layout regression task with gamesrc's splits, probed by r².
 - ``<task>.<corruption>``: a csv-layout copy of a task whose train and valid rows are the
   original clips and whose test rows are corrupted copies: heads trained on clean clips are
-  tested on corrupted ones. Corruptions: white noise at 10 and 0 dB SNR (seeded per clip), a
-  2 kHz low-pass (brick-wall, in the frequency domain) and AAC at 24 kbit/s through PyAV.
+  tested on corrupted ones. Corruptions: those of :mod:`mclx.probe.corrupt` (what
+  ``mclx probe --corrupt`` applies), named ``<kind>-<level>``: white noise at 10 and 0 dB SNR
+  (seeded per clip), a 2 kHz brick-wall low-pass and AAC at 24 kbit/s through PyAV.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 
 from studies.spec import Study
+
+if TYPE_CHECKING:
+    from mclx.probe.corrupt import Corruption
 
 BRIGHTNESS = "brightness"
 # A derived task whose clips are another task's is probed on that task's stores (embedded once).
@@ -121,69 +125,42 @@ def _brightness(source: Path, out: Path, log: Callable[[str], None]) -> None:
     _write_rows(labels, rows)
 
 
-def corrupt(x: np.ndarray, rate: int, corruption: str, seed: int) -> np.ndarray:
-    """(samples,) float32 -> the corrupted (samples,) float32."""
-    if corruption.startswith("noise-"):
-        snr_db = float(corruption.removeprefix("noise-").removesuffix("db"))
-        power = float(np.mean(x.astype(np.float64) ** 2)) or 1e-12
-        noise = np.random.default_rng(seed).standard_normal(len(x)) * np.sqrt(power / 10 ** (snr_db / 10))
-        return (x + noise).astype(np.float32)
-    if corruption == "lowpass-2k":
-        spec = np.fft.rfft(x.astype(np.float64))
-        spec[np.fft.rfftfreq(len(x), 1.0 / rate) > 2000.0] = 0
-        return np.fft.irfft(spec, n=len(x)).astype(np.float32)
-    if corruption == "aac-24k":
-        return _aac_round_trip(x, rate, 24_000)
-    raise ValueError(f"unknown corruption {corruption!r} (known: {', '.join(CORRUPTIONS)})")
+def corruption(name: str) -> Corruption:
+    """A study's corruption name, ``<kind>-<level>`` ("noise-10db", "lowpass-2k", "aac-24k"),
+    as the :mod:`mclx.probe.corrupt` corruption that ``mclx probe --corrupt <kind>:<level>`` applies."""
+    from mclx.errors import UsageError
+    from mclx.probe.corrupt import parse_one
+
+    kind, _, level = name.partition("-")
+    try:
+        return parse_one(f"{kind}:{level}")
+    except UsageError as exc:
+        reason = str(exc).removeprefix("--corrupt ")
+        raise ValueError(f"robustness {name!r}: {reason} (e.g. {', '.join(CORRUPTIONS)})") from None
 
 
-def _aac_round_trip(x: np.ndarray, rate: int, bitrate: int) -> np.ndarray:
-    """Encode to AAC in an MP4 container with PyAV and decode back; same length as ``x``."""
-    import av
-
-    buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
-        stream = out.add_stream("aac", rate=rate, layout="mono")
-        stream.bit_rate = bitrate
-        step = 1024
-        for i in range(0, len(x), step):
-            frame = av.AudioFrame.from_ndarray(
-                x[None, i : i + step].astype(np.float32), format="flt", layout="mono"
-            )
-            frame.sample_rate = rate
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
-    buf.seek(0)
-    with av.open(buf) as inp:
-        decoded = np.concatenate(
-            [f.to_ndarray().reshape(-1) for f in inp.decode(audio=0)]
-        )  # mono, float planar
-    y = np.zeros(len(x), dtype=np.float32)
-    y[: min(len(x), len(decoded))] = decoded[: len(x)]
-    return y
-
-
-def _corrupted(source: Path, task: str, corruption: str, out: Path, log: Callable[[str], None]) -> None:
+def _corrupted(source: Path, task: str, name: str, out: Path, log: Callable[[str], None]) -> None:
     from mclx.probe.tasks import load_task
 
     labels = out / "labels.csv"
     if labels.exists():
         return
+    c = corruption(name)
     t = load_task(task, str(source), None)
     clips = out / "clips"
     clips.mkdir(parents=True, exist_ok=True)
     tests = sum(s == "test" for s in t.splits)
-    log(f"{task}.{corruption}: corrupting {tests} test clips into {out}")
+    log(f"{task}.{name}: corrupting {tests} test clips into {out}")
     rows = []
     for i, (path, label, split) in enumerate(zip(t.paths, t.labels, t.splits, strict=True)):
         if split != "test":
             rows.append((os.path.abspath(path), label, split))
             continue
         x, rate = _read_mono(path)
-        seed = int.from_bytes(hashlib.sha1(f"{corruption}:{Path(path).name}".encode()).digest()[:4], "little")
+        # the studies' own seed (not mclx.probe.corrupt.clip_seed): the copies written before
+        # the probe had --corrupt stay the ones a fresh corpus gets
+        seed = int.from_bytes(hashlib.sha1(f"{name}:{Path(path).name}".encode()).digest()[:4], "little")
         target = clips / f"{i:05d}-{Path(path).stem}.wav"
-        sf.write(target, np.clip(corrupt(x, rate, corruption, seed), -1, 1), rate, subtype="FLOAT")
+        sf.write(target, np.clip(c.apply(x, rate, seed), -1, 1), rate, subtype="FLOAT")
         rows.append((str(target), label, split))
     _write_rows(labels, rows)

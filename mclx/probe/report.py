@@ -38,12 +38,14 @@ def best_means(results: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def print_table(report: dict[str, Any]) -> None:
-    """One row per features x head, one column per metric: mean ± 95% CI; best mean in bold."""
+    """One row per features x head, one column per metric: mean ± 95% CI; best mean in bold.
+    With --corrupt, the corrupted rows and their comparisons with the clean ones follow in a
+    table of their own (:func:`robustness_table`)."""
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
-    results = report["results"]
+    results = [r for r in report["results"] if "corruption" not in r]
     metrics = metric_columns(results)
     best = best_means(results)
     s = report["splits"]
@@ -71,9 +73,13 @@ def print_table(report: dict[str, Any]) -> None:
         table.add_row(Text(features), head, *cells)
     console = Console(stderr=True)
     console.print(table)
-    if report.get("comparisons"):
-        console.print(comparison_table(report["comparisons"]))
-    for line in (report["evaluation"], report["aggregation"], report["retrieval"], report["confidence"]):
+    comparisons = [c for c in report.get("comparisons", []) if "corruption" not in c]
+    if comparisons:
+        console.print(comparison_table(comparisons))
+    if "corruption" in report:
+        console.print(robustness_table(report))
+    lines = (report["evaluation"], report["aggregation"], report["retrieval"], report["confidence"])
+    for line in (*lines, *([report["corruption"]] if "corruption" in report else [])):
         console.print(line, highlight=False, markup=False)
     for line in report.get("failed", [])[:20]:
         console.print(f"failed: {line}", style="red", highlight=False, markup=False)
@@ -108,6 +114,40 @@ def comparison_table(comparisons: list[dict[str, Any]]) -> Any:
     return table
 
 
+def robustness_table(report: dict[str, Any]) -> Any:
+    """One row per features x head x corruption, one column per metric: the mean on the
+    corrupted test clips and its paired difference from the clean mean ('*': the difference's
+    95% interval excludes 0). Means and differences only, to stay narrow: the intervals are in
+    the JSON."""
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = [r for r in report["results"] if "corruption" in r]
+    metrics = metric_columns(rows)
+    diffs = {(c["a"], c["corruption"], c["head"], c["metric"]): c
+             for c in report.get("comparisons", []) if "corruption" in c}  # fmt: skip
+    title = (
+        "corrupted test clips, heads fitted on clean clips: mean (corrupted - clean; * : 95% CI excludes 0)"
+    )
+    table = Table(title=title)
+    table.add_column("features")
+    table.add_column("corruption", no_wrap=True)
+    table.add_column("head", no_wrap=True)
+    for m in metrics:
+        table.add_column(m, justify="right", no_wrap=True)
+    cells: dict[tuple[str, str, str], dict[str, str]] = {}
+    for r in rows:
+        c = diffs.get((r["features"], r["corruption"], r["head"], r["metric"]))
+        text = "n/a" if r["mean"] is None else f"{r['mean']:.3f}"
+        if c is not None and c["diff"] is not None:
+            text += f" ({c['diff']:+.3f}{'*' if significant(c) else ''})"
+        cells.setdefault((r["features"], r["head"], r["corruption"]), {})[r["metric"]] = text
+    order = {key: i for i, key in enumerate(dict.fromkeys((r["features"], r["head"]) for r in rows))}
+    for (features, head, corruption), by_metric in sorted(cells.items(), key=lambda kv: order[kv[0][:2]]):
+        table.add_row(Text(features), Text(corruption), head, *(by_metric.get(m, "") for m in metrics))
+    return table
+
+
 def write_json(report: dict[str, Any], path: str) -> None:
     with open(path, "w", encoding="utf-8") as f:
         json.dump(report, f, indent=1, allow_nan=False)
@@ -132,10 +172,12 @@ def plot_results(report: dict[str, Any], confusions: dict[str, list[list[int]]],
     import matplotlib.pyplot as plt
     import numpy as np
 
-    results = [r for r in report["results"] if r["mean"] is not None]
+    results = [r for r in report["results"] if r["mean"] is not None and "corruption" not in r]  # clean only
     metrics = metric_columns(results)
     features = list(dict.fromkeys(r["features"] for r in report["results"]))
-    comparisons = [c for c in report.get("comparisons", []) if c["diff"] is not None]
+    comparisons = [
+        c for c in report.get("comparisons", []) if c["diff"] is not None and "corruption" not in c
+    ]
     cols = max(len(metrics), len(confusions), 1)
     nrows = 1 + bool(confusions) + bool(comparisons)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 4.2 * nrows), squeeze=False)

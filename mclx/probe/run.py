@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import sys
@@ -15,7 +14,11 @@ import numpy as np
 from mclx import __version__
 from mclx.errors import UsageError
 from mclx.probe import heads, metrics, stats
+from mclx.probe.corrupt import Corruption
+from mclx.probe.corrupt import parse as parse_corruptions
+from mclx.probe.features import Features, cache_path, embed_cached, from_store
 from mclx.probe.report import plot_results, print_table, require_matplotlib, write_json
+from mclx.probe.robustness import CORRUPTION, corrupted_features, testable_clips
 from mclx.probe.splits import FOLDS, Split, make_splits, split_notes
 from mclx.probe.tasks import KINDS, Task, load_task
 
@@ -30,19 +33,6 @@ CONFIDENCE = (
     "redraws the seeds and the test clips, so it covers both; comparisons are paired (same seeds and "
     "clips for both feature sets), with a two-sided bootstrap p-value"
 )
-
-
-@dataclass(frozen=True)
-class Features:
-    name: str  # as shown in the results: model name, checkpoint path, store path or "mfcc"
-    source: str  # "model" | "baseline" | "embeddings"
-    store: str  # the HDF5 store the features were read from
-    x: np.ndarray  # (N, D) float32 in task order, NaN rows for clips without features
-    aggregation: str
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "source": self.source, "store": self.store, "dim": int(self.x.shape[1]),
-                "aggregation": self.aggregation}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -69,6 +59,11 @@ class ProbeSettings:
     quiet: bool = False
     kind: str | None = None
     compare: tuple[tuple[str, str], ...] = ()
+    corrupt: str | None = None  # the --corrupt spec as given: "noise:10db,lowpass:2000"
+
+    def corruptions(self) -> tuple[Corruption, ...]:
+        """The parsed --corrupt spec (none without it); UsageError naming --corrupt if it is bad."""
+        return () if self.corrupt is None else parse_corruptions(self.corrupt)
 
     def feature_names(self) -> list[str]:
         """The feature sets in the order they are probed, each once (a name given twice is one)."""
@@ -94,6 +89,11 @@ class ProbeSettings:
             if not os.path.isfile(store):
                 raise UsageError(f"--embeddings {store}: no such file")
         names = self.feature_names()
+        if self.corruptions() and all(n in self.embeddings for n in names):
+            raise UsageError(
+                f"--corrupt {self.corrupt}: needs features mclx can embed (--model or --baseline); "
+                "a store given with --embeddings holds no corrupted clips"
+            )
         for a, b in self.compare:
             unknown = [n for n in (a, b) if n not in names]
             if unknown:
@@ -130,6 +130,17 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
     pairs = [(f.name, s.baseline) for f in sets if s.baseline and f.name != s.baseline]
     pairs += [p for p in dict.fromkeys(s.compare) if p not in pairs]
     usable = np.all([np.isfinite(f.x).all(axis=1) for f in sets], axis=0)
+    corruptions = s.corruptions()
+
+    def embed(name: str, paths: list[str], cache: Path, label: str) -> None:
+        embed_cached(name, paths, cache, s.device, s.quiet, log, notes, failed, label)
+
+    shifted = corrupted_features(t, sets, corruptions, usable, s.out, embed, log, notes, failed)
+    if corruptions:
+        tested = testable_clips(t)
+        for by_corruption in shifted.values():
+            for xc in by_corruption.values():
+                usable &= ~tested | np.isfinite(xc).all(axis=1)
     if not usable.all():
         notes.append(f"{int((~usable).sum())} clips have no features (failed to embed) and are left out")
     splits = make_splits(t, usable, s.seeds)
@@ -147,18 +158,25 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
 
     results: list[dict[str, Any]] = []
     replicates: dict[str, dict[tuple[str, str], np.ndarray]] = {}
+    robustness: list[dict[str, Any]] = []
     tuned: list[dict[str, Any]] = []
     confusions: dict[str, list[list[int]]] = {}
     for f in sets:
         log(f"fitting {' and '.join(heads_run)} heads on {f.name} ({f.x.shape[1]} dims, {s.seeds} seeds)")
-        outcomes, chosen, conf = _evaluate(t, f.x, y, splits, heads_run, dev)
+        variants = shifted.get(f.name, {})
+        outcomes, chosen, conf, corrupted = _evaluate(t, f.x, y, splits, heads_run, dev, variants)
         rows, replicates[f.name] = _summarise(outcomes, reps)
         results.extend({"features": f.name, **r} for r in rows)
+        for name, outs in corrupted.items():
+            crows, creps = _summarise(outs, reps)
+            results.extend({"features": f.name, "corruption": name, **r} for r in crows)
+            robustness.extend(_compare_corrupted(f.name, name, crows, rows, creps, replicates[f.name]))
         tuned.extend({"features": f.name, "head": h, "per_seed": c} for h, c in chosen.items())
         if conf is not None:
             confusions[f"{f.name} ({heads_run[0]})"] = conf
-    comparisons = [c for a, b in pairs for c in _compare(a, b, results, replicates)]
-    bad = sorted({f"{r['features']}/{r['head']}/{r['metric']}" for r in results if r["mean"] is None})
+    comparisons = [c for a, b in pairs for c in _compare(a, b, results, replicates)] + robustness
+    bad = sorted({"/".join([r["features"], *([r["corruption"]] if "corruption" in r else []), r["head"],
+                            r["metric"]]) for r in results if r["mean"] is None})  # fmt: skip
     if bad:
         notes.append(f"undefined for at least one seed, mean not given: {', '.join(bad)}")
 
@@ -186,6 +204,9 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
         "results": results,
         "comparisons": comparisons,
     }
+    if corruptions:
+        report["corruptions"] = [c.name for c in corruptions]
+        report["corruption"] = CORRUPTION
     if s.out:
         write_json(report, s.out)
     if not s.quiet:
@@ -204,7 +225,7 @@ def _feature_sets(
     sets = []
     for name in s.feature_names():
         if name in s.embeddings:
-            sets.append(_from_store(name, name, "embeddings", t, failed, notes))
+            sets.append(from_store(name, name, "embeddings", t, failed, notes))
         else:
             source = "baseline" if name == s.baseline else "model"
             sets.append(_embedded(name, source, t, s, log, notes, failed))
@@ -231,23 +252,36 @@ def _evaluation(t: Task) -> str:
     )
 
 
+Outcomes = dict[tuple[str, str], list[stats.Outcome]]  # (head, metric) -> one outcome per seed
+
+
 def _evaluate(
-    t: Task, x: np.ndarray, y: np.ndarray, splits: list[Split], heads_run: list[str], dev: Any
-) -> tuple[
-    dict[tuple[str, str], list[stats.Outcome]], dict[str, list[dict[str, float]]], list[list[int]] | None
-]:
+    t: Task,
+    x: np.ndarray,
+    y: np.ndarray,
+    splits: list[Split],
+    heads_run: list[str],
+    dev: Any,
+    variants: dict[str, np.ndarray] | None = None,
+) -> tuple[Outcomes, dict[str, list[dict[str, float]]], list[list[int]] | None, dict[str, Outcomes]]:
     """Each (head, metric)'s per-seed test outcomes, each head's chosen hyper-parameters per seed,
-    and the summed test confusion matrix of the first head (single-label), for (N, D) features x."""
-    outcomes: dict[tuple[str, str], list[stats.Outcome]] = {}
+    the summed test confusion matrix of the first head (single-label), for (N, D) features x;
+    and, for each of ``variants`` ({corruption: (N, D) features of the corrupted clips}), the
+    outcomes of the same fitted heads (and the same standardisation) on its test rows."""
+    variants = variants or {}
+    outcomes: Outcomes = {}
+    shifted: dict[str, Outcomes] = {name: {} for name in variants}
     chosen: dict[str, list[dict[str, float]]] = {h: [] for h in heads_run}
     conf = np.zeros((len(t.classes), len(t.classes)), dtype=np.int64) if t.kind == "single" else None
     test_ids = _test_set_ids(splits)
-    retrieved: dict[int, tuple[stats.Outcome, stats.Outcome]] = {}
+    retrieved: dict[tuple[str, int], tuple[stats.Outcome, stats.Outcome]] = {}
     linear_fits: dict[tuple[str, int], heads.Fitted] = {}
     out_dim = len(t.classes) if t.kind == "multi" else 1
     seen = np.arange(len(t.classes))
     for seed, s in enumerate(splits):
-        xtr, xva, xte = heads.standardise(x[s.train], x[s.valid], x[s.test])
+        xtr, xva, xte, *xcs = heads.standardise(x[s.train], x[s.valid], x[s.test],
+                                                *(xc[s.test] for xc in variants.values()))  # fmt: skip
+        tests = {"": xte, **dict(zip(variants, xcs, strict=True))}
         ytr, yte = y[s.train], y[s.test]
         xva_h, yva_h = xva, y[s.valid]  # what the heads are tuned on
         if t.kind == "single":  # the heads know only the classes of the training split
@@ -266,28 +300,31 @@ def _evaluate(
                 if h == "linear":
                     linear_fits[key] = fitted
             chosen[h].append(fitted.chosen())
-            p = heads.predict(fitted, xte, t.kind)
-            if t.kind == "single":
-                pred = seen[p.argmax(axis=1)]
-                if conf is not None and h == heads_run[0]:
-                    conf += metrics.confusion(yte, pred, len(t.classes))
-                p = pred
-            o = stats.Outcome(test_ids[seed], yte, p)
-            for metric in HEAD_METRICS[t.kind]:
-                outcomes.setdefault((h, metric), []).append(o)
+            for name, xt in tests.items():
+                p = heads.predict(fitted, xt, t.kind)
+                if t.kind == "single":
+                    pred = seen[p.argmax(axis=1)]
+                    if conf is not None and h == heads_run[0] and not name:
+                        conf += metrics.confusion(yte, pred, len(t.classes))
+                    p = pred
+                o = stats.Outcome(test_ids[seed], yte, p)
+                for metric in HEAD_METRICS[t.kind]:
+                    (shifted[name] if name else outcomes).setdefault((h, metric), []).append(o)
         if t.kind != "regression":  # retrieval trains nothing: computed once per test set
-            if test_ids[seed] not in retrieved:
-                ydb = y[np.concatenate([s.train, s.valid])]
-                relevant = (
-                    y[s.test][:, None] == ydb[None, :] if t.kind == "single" else (y[s.test] @ ydb.T) > 0
-                )
-                ap, hits = metrics.retrieval_per_query(xte, np.concatenate([xtr, xva]), relevant)
-                retrieved[test_ids[seed]] = (stats.Outcome(test_ids[seed], yte, ap),
-                                             stats.Outcome(test_ids[seed], yte, hits))  # fmt: skip
-            ap_o, hit_o = retrieved[test_ids[seed]]
-            outcomes.setdefault(("cosine", "map_at_10"), []).append(ap_o)
-            outcomes.setdefault(("cosine", "precision_at_10"), []).append(hit_o)
-    return outcomes, chosen, None if conf is None else conf.tolist()
+            for name, xt in tests.items():
+                if (name, test_ids[seed]) not in retrieved:
+                    ydb = y[np.concatenate([s.train, s.valid])]
+                    relevant = (
+                        y[s.test][:, None] == ydb[None, :] if t.kind == "single" else (y[s.test] @ ydb.T) > 0
+                    )
+                    ap, hits = metrics.retrieval_per_query(xt, np.concatenate([xtr, xva]), relevant)
+                    pair = (stats.Outcome(test_ids[seed], yte, ap), stats.Outcome(test_ids[seed], yte, hits))
+                    retrieved[(name, test_ids[seed])] = pair
+                ap_o, hit_o = retrieved[(name, test_ids[seed])]
+                into = shifted[name] if name else outcomes
+                into.setdefault(("cosine", "map_at_10"), []).append(ap_o)
+                into.setdefault(("cosine", "precision_at_10"), []).append(hit_o)
+    return outcomes, chosen, None if conf is None else conf.tolist(), shifted
 
 
 def _test_set_ids(splits: list[Split]) -> list[int]:
@@ -316,7 +353,7 @@ def _compare(
     a: str, b: str, results: list[dict[str, Any]], replicates: dict[str, dict[tuple[str, str], np.ndarray]]
 ) -> list[dict[str, Any]]:
     """Paired differences a - b of every (head, metric) both have, on the same replicates."""
-    means = {(r["features"], r["head"], r["metric"]): r["mean"] for r in results}
+    means = {(r["features"], r["head"], r["metric"]): r["mean"] for r in results if "corruption" not in r}
     out = []
     for key, ra in replicates[a].items():
         rb = replicates[b].get(key)
@@ -330,58 +367,34 @@ def _compare(
     return out
 
 
+def _compare_corrupted(
+    features: str,
+    corruption: str,
+    corrupted: list[dict[str, Any]],
+    clean: list[dict[str, Any]],
+    corrupted_reps: dict[tuple[str, str], np.ndarray],
+    clean_reps: dict[tuple[str, str], np.ndarray],
+) -> list[dict[str, Any]]:
+    """Paired differences corrupted - clean of every (head, metric) of one feature set, on the
+    same replicates (seeds and test clips): a = b = the features, 'corruption' says which."""
+    means = {(r["head"], r["metric"]): r["mean"] for r in clean}
+    out = []
+    for r in corrupted:
+        key = (r["head"], r["metric"])
+        mc, m0 = r["mean"], means.get(key)
+        if mc is None or m0 is None or key not in clean_reps:
+            continue
+        diffs = corrupted_reps[key] - clean_reps[key]
+        lo, hi = stats.percentile_interval(diffs)
+        out.append({"metric": key[1], "head": key[0], "a": features, "b": features,
+                    "corruption": corruption, "diff": _num(mc - m0), "ci95": [_num(lo), _num(hi)],
+                    "p": _num(stats.p_value(diffs))})  # fmt: skip
+    return out
+
+
 def _num(value: float) -> float | None:
     """JSON has no NaN: an undefined value is null."""
     return float(value) if math.isfinite(value) else None
-
-
-def _from_store(
-    path: str,
-    name: str,
-    source: str,
-    t: Task,
-    failed: list[str] | None = None,
-    notes: list[str] | None = None,
-) -> Features:
-    """(N, D) clip embeddings of the task's clips, in task order, from an embedding store.
-
-    With ``failed`` (and ``notes``), the task's clips that the store records as failed are added
-    to them: a probe on a store with failed clips then exits 1, as one that embeds them itself."""
-    from mclx.store import read_store
-
-    store = read_store(path)
-    index: dict[str, int] = {}
-    for i, p in enumerate(store.paths):
-        index.setdefault(os.path.realpath(p), i)
-    rows = [index.get(os.path.realpath(p), -1) for p in t.paths]
-    missing = [p for p, r in zip(t.paths, rows, strict=True) if r < 0]
-    if missing:
-        raise UsageError(
-            f"--embeddings {path}: {len(missing)} of the task's {len(t.paths)} clips are not in it, "
-            f"e.g. {missing[0]}"
-        )
-    if failed is not None:
-        bad = [store.records[r] for r in rows if store.records[r].status != "ok"]
-        failed.extend(f"{name}: {rec.path}: {rec.error}" for rec in bad)
-        if bad and notes is not None:
-            notes.append(f"{name}: {len(bad)} clips failed to embed, e.g. {bad[0].path}: {bad[0].error}")
-    dim = int(store.attrs["dim"])
-    x = np.full((len(t.paths), dim), np.nan, dtype=np.float32)
-    from_segments = False
-    for j, r in enumerate(rows):
-        rec = store.records[r]
-        if rec.global_ is not None:
-            x[j] = rec.global_
-        elif rec.segments is not None and len(rec.segments):
-            x[j] = rec.segments.mean(axis=0)
-            from_segments = True
-    a = store.attrs
-    where = "computed here from the store's /segments" if from_segments else "the store's /global"
-    aggregation = (
-        f"clip embedding = mean of the {a.get('model')} embeddings of {float(a['window_s']):g} s windows "
-        f"every {float(a['hop_s']):g} s ({where})"
-    )
-    return Features(name, source, path, x, aggregation)
 
 
 def _embedded(
@@ -389,42 +402,6 @@ def _embedded(
 ) -> Features:
     """Embed the task's clips with ``name`` through the `mclx embed` pipeline, cached in a store
     next to the results (or in the user cache without --out) so that a second run resumes it."""
-    from mclx.devices import resolve_device, resolve_precision
-    from mclx.models.registry import load_model
-    from mclx.pipeline import EmbedSettings, embed
-    from mclx.store import read_attrs
-
-    cache = _cache_path(name, t, s.out)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    overwrite = False
-    if cache.exists():
-        try:
-            attrs = read_attrs(cache)
-            precision = resolve_precision("auto", resolve_device(s.device).type)
-            overwrite = (
-                attrs.get("model_sha256") != load_model(name).sha256 or attrs["precision"] != precision
-            )
-        except UsageError:
-            overwrite = True
-        if overwrite:
-            log(f"{cache}: made with another model or precision, embedding again")
-    log(f"features {name}: embedding {len(t.paths)} clips into {cache} (resumes what is there)")
-    settings = EmbedSettings(model=name, level="global", device=s.device, overwrite=overwrite, quiet=s.quiet)
-    summary = embed(t.paths, str(cache), settings)
-    if summary.failed:
-        path, error = summary.failures[0] if summary.failures else ("?", "?")
-        notes.append(f"{name}: {summary.failed} clips failed to embed, e.g. {path}: {error}")
-        failed.extend(f"{name}: {p}: {e}" for p, e in summary.failures)
-    return _from_store(str(cache), name, source, t)
-
-
-def _cache_path(name: str, t: Task, out: str | None) -> Path:
-    """``<results stem>.<features>.h5`` beside --out, else ``~/.cache/mclx/probe/<task>-<dir hash>...``."""
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(name).stem) or "model"
-    if os.sep in name or name.endswith(".safetensors"):  # a checkpoint: two may share a file name
-        safe += "-" + hashlib.sha256(os.path.realpath(name).encode()).hexdigest()[:8]
-    if out:
-        return Path(out).with_name(f"{Path(out).stem}.{safe}.h5")
-    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mclx" / "probe"
-    where = hashlib.sha256(os.path.realpath(t.data).encode()).hexdigest()[:8]
-    return root / f"{t.name}-{where}.{safe}.h5"
+    cache = cache_path(name, t, s.out)
+    embed_cached(name, t.paths, cache, s.device, s.quiet, log, notes, failed, name)
+    return from_store(str(cache), name, source, t)
