@@ -377,6 +377,10 @@ def probe(
             "(noise:10db, lowpass:2000, aac:24k, mp3:64k, reverb:0.5); one result row each."
         ),
     ] = None,
+    per_clip: Annotated[
+        bool,
+        typer.Option(help="Rows of accuracy, MAP@10 and precision@10 also hold each test clip's score."),
+    ] = False,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda")] = "auto",
     out: Annotated[str | None, typer.Option(help="Results JSON path.")] = None,
     plot: Annotated[str | None, typer.Option(help="Results PNG path.")] = None,
@@ -396,7 +400,7 @@ def probe(
     settings = ProbeSettings(
         task, data, layout, tuple(model or ()), tuple(embeddings or ()), baseline, head, seeds, out, plot,
         label_field=label, device=device, quiet=quiet, kind=kind, compare=tuple(pairs),
-        corrupt=corrupt,
+        corrupt=corrupt, per_clip=per_clip,
     )  # fmt: skip
     results = run_probe(settings)
     if as_json:

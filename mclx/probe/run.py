@@ -60,6 +60,7 @@ class ProbeSettings:
     kind: str | None = None
     compare: tuple[tuple[str, str], ...] = ()
     corrupt: str | None = None  # the --corrupt spec as given: "noise:10db,lowpass:2000"
+    per_clip: bool = False  # result rows also hold each test clip's score (mean over seeds)
 
     def corruptions(self) -> tuple[Corruption, ...]:
         """The parsed --corrupt spec (none without it); UsageError naming --corrupt if it is bad."""
@@ -165,10 +166,10 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
         log(f"fitting {' and '.join(heads_run)} heads on {f.name} ({f.x.shape[1]} dims, {s.seeds} seeds)")
         variants = shifted.get(f.name, {})
         outcomes, chosen, conf, corrupted = _evaluate(t, f.x, y, splits, heads_run, dev, variants)
-        rows, replicates[f.name] = _summarise(outcomes, reps)
+        rows, replicates[f.name] = _summarise(outcomes, reps, s.per_clip)
         results.extend({"features": f.name, **r} for r in rows)
         for name, outs in corrupted.items():
-            crows, creps = _summarise(outs, reps)
+            crows, creps = _summarise(outs, reps, s.per_clip)
             results.extend({"features": f.name, "corruption": name, **r} for r in crows)
             robustness.extend(_compare_corrupted(f.name, name, crows, rows, creps, replicates[f.name]))
         tuned.extend({"features": f.name, "head": h, "per_seed": c} for h, c in chosen.items())
@@ -334,9 +335,10 @@ def _test_set_ids(splits: list[Split]) -> list[int]:
 
 
 def _summarise(
-    outcomes: dict[tuple[str, str], list[stats.Outcome]], reps: stats.Replicates
+    outcomes: dict[tuple[str, str], list[stats.Outcome]], reps: stats.Replicates, per_clip: bool = False
 ) -> tuple[list[dict[str, Any]], dict[tuple[str, str], np.ndarray]]:
-    """Result rows (without 'features') with bootstrap intervals, and each row's replicates."""
+    """Result rows (without 'features') with bootstrap intervals, and each row's replicates; with
+    ``per_clip``, the rows of per-clip metrics also hold each test clip's score (``per_clip``)."""
     rows, replicates = [], {}
     for (h, metric), outs in outcomes.items():
         per_seed = stats.point(outs, metric)
@@ -346,6 +348,9 @@ def _summarise(
         lo, hi = stats.percentile_interval(reps_values)
         rows.append({"head": h, "metric": metric, "mean": _num(mean), "ci95": [_num(lo), _num(hi)],
                      "per_seed": [_num(v) for v in per_seed]})  # fmt: skip
+        scores = stats.per_clip(outs, metric) if per_clip else None
+        if scores is not None:
+            rows[-1]["per_clip"] = [None if not math.isfinite(v) else round(float(v), 6) for v in scores]
     return rows, replicates
 
 

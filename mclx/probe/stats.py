@@ -142,6 +142,23 @@ def replicate_values(outcomes: list[Outcome], metric: str, reps: Replicates) -> 
     return np.take_along_axis(per_seed, reps.seeds.T, axis=0).mean(axis=0)
 
 
+PER_CLIP = ("accuracy", "map_at_10", "precision_at_10")  # metrics that are a mean over test clips
+
+
+def per_clip(outcomes: list[Outcome], metric: str) -> np.ndarray | None:
+    """(n,) each test clip's score, averaged over the seeds: 1/0 for a correct single-label answer,
+    a query's AP@10 or precision@10 (NaN: no relevant item). The metric is their mean, so a study
+    can resample clips and trainings itself. None for metrics that are not a mean over clips, and
+    when the seeds test on different clips (k-fold)."""
+    if metric not in PER_CLIP or len({o.test_set for o in outcomes}) != 1:
+        return None
+    if metric == "accuracy":
+        if outcomes[0].p.ndim != 1:
+            return None
+        return np.mean([(o.y == o.p).astype(np.float64) for o in outcomes], axis=0)
+    return np.mean([o.p.astype(np.float64) for o in outcomes], axis=0)
+
+
 def point(outcomes: list[Outcome], metric: str) -> list[float]:
     """The metric of every seed on its whole test set."""
     return [METRICS[metric](o.y, o.p) for o in outcomes]

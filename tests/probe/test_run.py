@@ -304,3 +304,27 @@ def test_task_names_and_feature_paths_print_verbatim_in_the_probe_table(
     run_probe(ProbeSettings(task, str(data), embeddings=(store,), head="linear", seeds=1))
     err = capsys.readouterr().err
     assert f"probe {task}" in err and "f [feat. Y].h5" in err
+
+
+def test_per_clip_scores_average_to_the_reported_means(tmp_path: Path) -> None:
+    """--per-clip: each test clip's score (correct or not, its AP@10), whose mean is the metric."""
+    x, y = blobs(20, 3, 6, spread=1.5, seed=3)
+    splits = [("train", "train", "valid", "test")[i % 4] for i in range(len(y))]
+    clips = write_csv_task(tmp_path / "t", [f"k{v}" for v in y], splits)
+    store = write_features(tmp_path / "x.h5", clips, x)
+    settings = ProbeSettings("t", str(tmp_path / "t"), "csv", embeddings=(store,), head="both", seeds=2,
+                             per_clip=True, quiet=True)  # fmt: skip
+    report = run_probe(settings)
+    tests = report["splits"]["test"]
+    for head, metric in (("linear", "accuracy"), ("mlp", "accuracy"), ("cosine", "map_at_10"),
+                         ("cosine", "precision_at_10")):  # fmt: skip
+        row = result(report, metric, head)
+        scores = np.array([np.nan if v is None else v for v in row["per_clip"]])
+        assert len(scores) == tests
+        assert np.nanmean(scores) == pytest.approx(row["mean"], abs=1e-6), (head, metric)
+    assert set(result(report, "accuracy", "linear")["per_clip"]) <= {0.0, 1.0}  # one fit for all seeds
+    assert "per_clip" not in result(report, "macro_f1", "linear")  # not a mean over clips
+    plain = run_probe(
+        ProbeSettings("t", str(tmp_path / "t"), "csv", embeddings=(store,), seeds=2, quiet=True)
+    )
+    assert all("per_clip" not in r for r in plain["results"])
