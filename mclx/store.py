@@ -309,6 +309,8 @@ class MatrixRows:
         """(n, D) float32: rows ``ids`` ((n,) int, any order, repeats allowed)."""
         ids = np.asarray(ids, dtype=np.int64)
         out = np.empty((len(ids), self.shape[1]), dtype=np.float32)
+        if not len(ids):
+            return out
         chunk = ids // self.block
         order = np.argsort(chunk, kind="stable")
         first = np.flatnonzero(np.diff(chunk[order], prepend=-1))
