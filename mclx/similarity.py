@@ -8,29 +8,34 @@ unless ``include_self``.
 
 Exact search streams the store in chunks of ``CHUNK`` rows (memory follows the chunk, not the
 store) and keeps the running top k. ``mclx index`` builds an approximate FAISS index next to
-the store (HNSW up to ``HNSW_MAX`` rows, IVF above), tagged with the store's fingerprint; a
-search uses it when it is current and says on stderr when it is stale.
+the store (see :mod:`mclx.searchindex`); a search uses it when it is current and says on stderr
+when it is stale.
+
+Per-search work does not grow with the store beyond reading its path and status columns: a
+query path is normalised (never the stored paths) and compared with the paths as stored; the
+store's fingerprint is a root attribute written when it was committed; the index is memory-mapped.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from mclx import searchindex
 from mclx.errors import StoreError, UsageError
-from mclx.store import read_attrs
+from mclx.searchindex import index_path, require_faiss
+from mclx.store import MatrixRows, read_attrs
 
-CHUNK = 65_536
-HNSW_MAX = 200_000
+__all__ = ["Hit", "Rows", "build_index", "index_path", "require_faiss", "search"]
+
+CHUNK = 65_536  # rows read at a time by exact search
+QUERY_BLOCK = 256  # queries scored against a chunk at a time (bounds the (Q, CHUNK) scores)
+LOOKUPS = 64  # path look-ups by a scan of the stored paths before a dict of them pays
 LEVELS = ("global", "segments")
 
 
@@ -50,10 +55,6 @@ class Hit:
         return out
 
 
-def _strings(ds: Any) -> list[str]:
-    return [v.decode() if isinstance(v, bytes) else str(v) for v in ds[:]]
-
-
 def _normalise(x: np.ndarray) -> np.ndarray:
     """(n, D) rows scaled to unit length (zero rows stay zero)."""
     x = np.asarray(x, dtype=np.float32)
@@ -62,8 +63,10 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 class Rows:
-    """The searchable rows of a store at one level: which file each row belongs to, and chunks
-    of their unit-length embeddings read on demand."""
+    """The searchable rows of a store at one level: which file each row belongs to, and their
+    unit-length embeddings read on demand (streamed in chunks, or at any positions).
+
+    Stored paths stay UTF-8 bytes as read; only the paths of hits are decoded."""
 
     def __init__(self, store: str, level: str) -> None:
         import h5py
@@ -72,11 +75,15 @@ class Rows:
             raise UsageError(f"--level {level}: choose global or segments")
         self.store, self.level = store, level
         self.attrs = read_attrs(store)
+        self._lookups = 0
+        self._by_path: dict[bytes, int] | None = None
         with h5py.File(store, "r") as h:
-            self.paths = _strings(h["files/path"])
-            ok = np.asarray([s == "ok" for s in _strings(h["files/status"])])
+            self._paths = np.asarray(h["files/path"][:], dtype=object)  # (N,) bytes
+            ok = np.asarray(h["files/status"][:], dtype=object) == b"ok"
+            self.has_global = "global" in h
+            self.segment_count = h["files/segment_count"][:]
             if level == "global":
-                if "global" not in h:
+                if not self.has_global:
                     raise StoreError(f"{store}: it has no global embeddings (made with --level segment)")
                 self.rows = np.flatnonzero(ok)  # (n,) row in /global
                 self.file = self.rows
@@ -90,15 +97,46 @@ class Rows:
                 self.ends = h["segments/end_s"][:][self.rows]
         if not len(self.rows):
             raise UsageError(f"{store}: no embedded rows to search (empty store or every file failed)")
+        self._matrix: MatrixRows | None = None
 
     @property
     def dataset(self) -> str:
         return "global" if self.level == "global" else "segments/embedding"
 
-    def chunks(self, size: int = CHUNK) -> Iterator[tuple[int, np.ndarray]]:
+    def path(self, file: int) -> str:
+        raw = self._paths[file]
+        return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+
+    def rows_of_file(self, file: int) -> int:
+        """How many searchable rows file ``file`` has (1 at global level)."""
+        return 1 if self.level == "global" else int(self.segment_count[file])
+
+    def find(self, query: str) -> int:
+        """The first file row whose stored path names ``query`` (-1: none).
+
+        The query is tried as given, then normalised, absolute, real (symlinks resolved) and
+        relative to the current directory (with and without ``./``); stored paths are compared
+        as stored, so a store whose paths went through a symlink is found by those paths."""
+        for form in _forms(query):
+            raw = form.encode("utf-8", "surrogateescape")
+            self._lookups += 1
+            if self._lookups <= LOOKUPS:  # a scan costs ~20 ms per million paths, the dict ~1.4 s
+                hit = np.flatnonzero(self._paths == raw)
+                i = int(hit[0]) if len(hit) else -1
+            else:
+                if self._by_path is None:
+                    n = len(self._paths)
+                    self._by_path = dict(zip(self._paths[::-1].tolist(), range(n - 1, -1, -1), strict=True))
+                i = self._by_path.get(raw, -1)
+            if i >= 0:
+                return i
+        return -1
+
+    def chunks(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """(offset, (n, D) unit rows) over the searchable rows, in order."""
         import h5py
 
+        size = size or CHUNK
         with h5py.File(self.store, "r") as h:
             ds = h[self.dataset]
             for lo in range(0, len(self.rows), size):
@@ -106,32 +144,40 @@ class Rows:
                 block = ds[int(idx[0]) : int(idx[-1]) + 1][idx - idx[0]]
                 yield lo, _normalise(block)
 
-    def fingerprint(self) -> str:
-        """sha256 of what the index depends on: model, level, and every file's key and status."""
+    def take(self, positions: np.ndarray) -> np.ndarray:
+        """(n, D) unit rows at ``positions`` ((n,) int, positions among the searchable rows)."""
+        if self._matrix is None:
+            self._matrix = MatrixRows(self.store, self.dataset)
+        return _normalise(self._matrix.take(self.rows[positions]))
+
+    def stored(self, files: list[int]) -> np.ndarray:
+        """(n, D) the stored embeddings of file rows ``files``: global rows, else segment means."""
         import h5py
 
-        digest = hashlib.sha256(f"{self.attrs.get('model_sha256')}|{self.level}|".encode())
+        if self.has_global:
+            with MatrixRows(self.store, "global") as m:
+                return m.take(np.asarray(files, dtype=np.int64))
+        out = np.empty((len(files), int(self.attrs["dim"])), dtype=np.float32)
         with h5py.File(self.store, "r") as h:
-            for name in ("path", "status"):  # text: hashed as text (object arrays hold pointers)
-                digest.update("\0".join(_strings(h[f"files/{name}"])).encode())
-            for name in ("size_bytes", "mtime_ns", "segment_count"):
-                digest.update(np.asarray(h[f"files/{name}"][:], dtype=np.int64).tobytes())
-        digest.update(self.rows.tobytes())
-        return digest.hexdigest()
+            for j, i in enumerate(files):
+                start, count = int(h["files/segment_start"][i]), int(h["files/segment_count"][i])
+                out[j] = np.asarray(h["segments/embedding"][start : start + count].mean(axis=0))
+        return out
+
+
+def _forms(query: str) -> list[str]:
+    """``query`` and the other spellings of the same file a store may hold, most literal first."""
+    forms = [query, os.path.normpath(query), os.path.abspath(query), os.path.realpath(query)]
+    for full in forms[2:4]:
+        try:
+            rel = os.path.relpath(full)
+        except ValueError:  # another drive
+            continue
+        forms += [rel, os.path.join(os.curdir, rel)]
+    return list(dict.fromkeys(forms))
 
 
 # -- queries -------------------------------------------------------------------------------------
-
-
-def _stored_query(rows: Rows, index: int) -> np.ndarray:
-    """(D,) the stored embedding of file ``index``: its global row, else its segments' mean."""
-    import h5py
-
-    with h5py.File(rows.store, "r") as h:
-        if "global" in h:
-            return np.asarray(h["global"][index], dtype=np.float32)
-        start, count = int(h["files/segment_start"][index]), int(h["files/segment_count"][index])
-        return np.asarray(h["segments/embedding"][start : start + count].mean(axis=0), dtype=np.float32)
 
 
 def _embed_query(rows: Rows, path: str, device: str) -> np.ndarray:
@@ -163,115 +209,57 @@ def _embed_query(rows: Rows, path: str, device: str) -> np.ndarray:
 
 def resolve_queries(rows: Rows, queries: Sequence[str], device: str = "auto") -> tuple[np.ndarray, list[int]]:
     """(Q, D) unit query vectors and each query's file row in the store (-1: not in it)."""
-    index: dict[str, int] = {}
-    for i, p in enumerate(rows.paths):
-        index.setdefault(p, i)
-        index.setdefault(os.path.realpath(p), i)
-    vectors, own = [], []
-    for q in queries:
-        i = index.get(q, index.get(os.path.realpath(q), -1))
-        if i >= 0:
-            vectors.append(_stored_query(rows, i))
-        elif os.path.isfile(q):
-            vectors.append(_embed_query(rows, q, device))
-        else:
-            raise UsageError(f"{q}: neither a path in {rows.store} nor an audio file")
-        if not np.isfinite(vectors[-1]).all():
+    own = [rows.find(q) for q in queries]
+    vectors = np.empty((len(queries), int(rows.attrs["dim"])), dtype=np.float32)
+    known = [j for j, i in enumerate(own) if i >= 0]
+    if known:
+        vectors[known] = rows.stored([own[j] for j in known])
+    for j, q in enumerate(queries):
+        if own[j] < 0:
+            if not os.path.isfile(q):
+                raise UsageError(f"{q}: neither a path in {rows.store} nor an audio file")
+            vectors[j] = _embed_query(rows, q, device)
+        if not np.isfinite(vectors[j]).all():
             raise UsageError(f"{q}: its row in the store failed to embed")
-        own.append(i)
-    return _normalise(np.stack(vectors)), own
+    return _normalise(vectors), own
 
 
 # -- search --------------------------------------------------------------------------------------
 
 
 def exact_topk(rows: Rows, q: np.ndarray, k: int, exclude: list[int]) -> tuple[np.ndarray, np.ndarray]:
-    """(Q, k') scores and row positions, best first, by brute force over chunks of the store."""
+    """(Q, k') scores and row positions, best first, by brute force over chunks of the store.
+
+    The store is read once; each chunk is scored against ``QUERY_BLOCK`` queries at a time."""
     n_q = len(q)
     best_s = np.full((n_q, 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((n_q, 0), dtype=np.int64)
     excl = np.asarray(exclude)[:, None]
     for lo, block in rows.chunks():
-        s = q @ block.T  # (Q, n)
-        s[rows.file[lo : lo + len(block)][None, :] == excl] = -np.inf
-        keep = min(k, s.shape[1])
-        part = np.argpartition(-s, keep - 1, axis=1)[:, :keep]
-        cand_s = np.concatenate([best_s, np.take_along_axis(s, part, axis=1)], axis=1)
-        cand_i = np.concatenate([best_i, part + lo], axis=1)
-        order = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
-        best_s, best_i = np.take_along_axis(cand_s, order, axis=1), np.take_along_axis(cand_i, order, axis=1)
+        keep = min(k, len(block))
+        width = min(k, best_s.shape[1] + keep)
+        new_s = np.empty((n_q, width), dtype=np.float32)
+        new_i = np.empty((n_q, width), dtype=np.int64)
+        files = rows.file[lo : lo + len(block)][None, :]
+        for a in range(0, n_q, QUERY_BLOCK):
+            b = min(n_q, a + QUERY_BLOCK)
+            s = q[a:b] @ block.T  # (Qb, n)
+            s[files == excl[a:b]] = -np.inf
+            part = np.argpartition(-s, keep - 1, axis=1)[:, :keep]
+            cand_s = np.concatenate([best_s[a:b], np.take_along_axis(s, part, axis=1)], axis=1)
+            cand_i = np.concatenate([best_i[a:b], part + lo], axis=1)
+            order = np.argsort(-cand_s, axis=1, kind="stable")[:, :k]
+            new_s[a:b], new_i[a:b] = (
+                np.take_along_axis(cand_s, order, axis=1),
+                np.take_along_axis(cand_i, order, axis=1),
+            )
+        best_s, best_i = new_s, new_i
     return best_s, best_i
 
 
-def index_path(store: str, level: str) -> Path:
-    return Path(f"{store}.{level}.faiss")
-
-
-def require_faiss() -> Any:
-    try:
-        import faiss
-    except ImportError:
-        raise UsageError("the approximate index needs FAISS: pip install 'mclx[search]'") from None
-    return faiss
-
-
-def build_index(store: str, level: str = "global") -> dict[str, Any]:
-    """Writes ``STORE.<level>.faiss`` and its ``.json`` (kind, rows, fingerprint); returns the latter."""
-    faiss = require_faiss()
-    rows = Rows(store, level)
-    n, dim = len(rows.rows), int(rows.attrs["dim"])
-    if n <= HNSW_MAX:
-        index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = 80
-        kind = "HNSW (M=32, efConstruction=80, efSearch=128), inner product of unit vectors"
-    else:
-        nlist = int(4 * np.sqrt(n))
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        sample = np.concatenate([b for _, b in rows.chunks()][: max(1, (64 * nlist) // CHUNK + 1)])
-        index.train(sample)
-        kind = f"IVF-Flat (nlist={nlist}, nprobe=32), inner product of unit vectors"
-    for _, block in rows.chunks():
-        index.add(block)
-    path = index_path(store, level)
-    tmp = path.with_name(path.name + ".tmp")
-    faiss.write_index(index, str(tmp))
-    os.replace(tmp, path)
-    meta = {"kind": kind, "rows": n, "level": level, "fingerprint": rows.fingerprint()}
-    Path(f"{path}.json").write_text(json.dumps(meta, indent=1) + "\n")
-    return meta
-
-
-def _index_topk(
-    rows: Rows, q: np.ndarray, k: int, exclude: list[int]
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """The index's answer, or None (with a note on stderr) when it is missing or stale."""
-    path = index_path(rows.store, rows.level)
-    meta_path = Path(f"{path}.json")
-    if not (path.exists() and meta_path.exists()):
-        if len(rows.rows) > HNSW_MAX:
-            print(f"mclx search: no index for {rows.store} ({len(rows.rows)} rows): exact search; "
-                  f"`mclx index {rows.store}` makes it faster", file=sys.stderr)  # fmt: skip
-        return None
-    if json.loads(meta_path.read_text()).get("fingerprint") != rows.fingerprint():
-        print(f"mclx search: the index of {rows.store} is stale (the store changed): exact search; "
-              f"run `mclx index {rows.store}` again", file=sys.stderr)  # fmt: skip
-        return None
-    faiss = require_faiss()
-    index = faiss.read_index(str(path))
-    if hasattr(index, "hnsw"):
-        index.hnsw.efSearch = max(128, 2 * k)
-    if hasattr(index, "nprobe"):
-        index.nprobe = 32
-    extra = max((int((rows.file == e).sum()) for e in exclude if e >= 0), default=0)
-    scores, ids = index.search(q, min(len(rows.rows), k + extra))
-    out_s = np.full((len(q), k), -np.inf, dtype=np.float32)
-    out_i = np.zeros((len(q), k), dtype=np.int64)
-    for j in range(len(q)):
-        good = (ids[j] >= 0) & (rows.file[np.maximum(ids[j], 0)] != exclude[j])
-        s, i = scores[j][good][:k], ids[j][good][:k]
-        out_s[j, : len(s)], out_i[j, : len(i)] = s, i
-    return out_s, out_i
+def build_index(store: str, level: str = "global", kind: str | None = None) -> dict[str, Any]:
+    """Writes ``STORE.<level>.faiss`` and its ``.json``; returns the latter (see ``searchindex.build``)."""
+    return searchindex.build(Rows(store, level), kind)
 
 
 def search(
@@ -291,7 +279,7 @@ def search(
     rows = Rows(store, level)
     q, own = resolve_queries(rows, queries, device)
     exclude = [-2] * len(own) if include_self else own
-    found = None if exact else _index_topk(rows, q, k, exclude)
+    found = None if exact else searchindex.topk(rows, q, k, exclude)
     scores, ids = found if found is not None else exact_topk(rows, q, k, exclude)
     hits = []
     for j, name in enumerate(queries):
@@ -300,7 +288,7 @@ def search(
             if not np.isfinite(s):
                 continue
             rank += 1
-            path = rows.paths[int(rows.file[i])]
+            path = rows.path(int(rows.file[i]))
             if level == "segments":
                 hits.append(Hit(name, rank, path, float(s), float(rows.starts[i]), float(rows.ends[i])))
             else:

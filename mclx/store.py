@@ -9,6 +9,7 @@ Incremental progress lives in the journal.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import heapq
 import itertools
 import json
@@ -24,10 +25,11 @@ import numpy as np
 
 from mclx.errors import StoreError
 from mclx.journal import read_chunk
-from mclx.records import FileRecord, RowRef, attr_value, settings_mismatch
+from mclx.records import SETTINGS_KEYS, FileRecord, RowRef, attr_value, settings_mismatch
 
 FORMAT = "mclx-embeddings"
 FORMAT_VERSION = 1
+FINGERPRINT = "fingerprint"  # root attribute written at commit (stores made before it lack it)
 
 
 @dataclass
@@ -101,6 +103,7 @@ class StoreWriter:
         self.dim = int(attrs["dim"])
         self.files = 0
         self.segments = 0
+        self.fingerprint = Fingerprint(attrs)
         # HDF5 writes through a Python file object: a failing write (disk full, file-size
         # limit) then raises an OSError here instead of crashing inside the C library.
         self._raw = _TempFile(self.tmp)
@@ -143,9 +146,17 @@ class StoreWriter:
             return
         counts = np.array([r.segment_count for r in records], dtype=np.int64)
         first = self.segments + np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        text = {name: _encoded([getattr(r, name) for r in records]) for name in ("path", "status", "error")}
+        self.fingerprint.update(
+            text["path"],
+            text["status"],
+            [r.size_bytes for r in records],
+            [r.mtime_ns for r in records],
+            counts,
+        )
         with _os_errors():
-            for name in ("path", "status", "error"):
-                self._extend(f"files/{name}", np.array(_encoded([getattr(r, name) for r in records]), object))
+            for name, values in text.items():
+                self._extend(f"files/{name}", np.array(values, object))
             self._extend("files/duration_s", np.array([r.duration_s for r in records], np.float64))
             self._extend("files/size_bytes", np.array([r.size_bytes for r in records], np.int64))
             self._extend("files/mtime_ns", np.array([r.mtime_ns for r in records], np.int64))
@@ -176,6 +187,7 @@ class StoreWriter:
         from mclx.fileio import fsync_dir
 
         with _os_errors():
+            self._h5.attrs[FINGERPRINT] = self.fingerprint.hexdigest()
             self._h5.close()
         self._raw.flush()
         self._raw.check()
@@ -196,6 +208,123 @@ class StoreWriter:
         self.tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Fingerprint:
+    """sha256 of what an index of a store depends on: the settings its rows were made with and
+    every file's path, status, size, mtime and segment count, in row order.
+
+    Each column is hashed on its own, so the writer computes it as it appends rows and a reader
+    of an older store (no ``fingerprint`` attribute) computes the same digest from the file."""
+
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        settings = json.dumps([attr_value(attrs.get(k)) for k in SETTINGS_KEYS])
+        self._head = settings.encode()
+        self._columns = [hashlib.sha256() for _ in range(5)]
+
+    def update(
+        self,
+        paths: Sequence[bytes],
+        status: Sequence[bytes],
+        size_bytes: Sequence[int] | np.ndarray,
+        mtime_ns: Sequence[int] | np.ndarray,
+        segment_count: Sequence[int] | np.ndarray,
+    ) -> None:
+        """Add rows: (n,) each, UTF-8 bytes for the text columns."""
+        for digest, text in zip(self._columns[:2], (paths, status), strict=True):
+            digest.update(b"".join(t + b"\0" for t in text))
+        for digest, ints in zip(self._columns[2:], (size_bytes, mtime_ns, segment_count), strict=True):
+            digest.update(np.asarray(ints, dtype="<i8").tobytes())
+
+    def hexdigest(self) -> str:
+        out = hashlib.sha256(self._head)
+        for digest in self._columns:
+            out.update(digest.digest())
+        return out.hexdigest()
+
+
+def store_fingerprint(path: str | os.PathLike[str], block: int = 65_536) -> str:
+    """The store's :class:`Fingerprint`: its root attribute, else (a store written before the
+    attribute existed) computed from ``/files``, a block of rows at a time."""
+    import h5py
+
+    attrs = read_attrs(path)
+    if isinstance(attrs.get(FINGERPRINT), str):
+        return str(attrs[FINGERPRINT])
+    fp = Fingerprint(attrs)
+    with h5py.File(path, "r") as h:
+        f = h["files"]
+        for lo in range(0, len(f["path"]), block):
+            cols = [
+                f[name][lo : lo + block]
+                for name in ("path", "status", "size_bytes", "mtime_ns", "segment_count")
+            ]
+            fp.update(*([_raw(t) for t in cols[:2]] + cols[2:]))
+    return fp.hexdigest()
+
+
+def _raw(texts: np.ndarray) -> list[bytes]:
+    return [t if isinstance(t, bytes) else str(t).encode("utf-8", "surrogateescape") for t in texts]
+
+
+class MatrixRows:
+    """Rows of a 2-D float dataset of a store at any positions, read straight from the file.
+
+    HDF5 spends tens of microseconds on each scattered selection; an unfiltered chunked (or
+    contiguous) dataset is plain row-major bytes at known offsets, so rows are read through a
+    read-only memory map, one chunk view at a time (filtered data goes through h5py, a chunk
+    per read). Memory follows the rows asked for, not the dataset."""
+
+    def __init__(self, path: str | os.PathLike[str], name: str) -> None:
+        import h5py
+
+        self._h5 = h5py.File(path, "r")
+        ds = self._ds = self._h5[name]
+        self.shape: tuple[int, int] = (int(ds.shape[0]), int(ds.shape[1]))
+        self.block = int(ds.chunks[0]) if ds.chunks else max(1, self.shape[0])
+        self._offsets: np.ndarray | None = None
+        self._map: np.memmap[Any, np.dtype[np.uint8]] | None = None
+        if not self.shape[0] or ds.id.get_create_plist().get_nfilters():
+            return
+        offsets = np.full(-(-self.shape[0] // self.block), -1, dtype=np.int64)
+        if ds.chunks is None:
+            offsets[0] = -1 if ds.id.get_offset() is None else ds.id.get_offset()
+        else:
+            ds.id.chunk_iter(lambda c: offsets.__setitem__(c.chunk_offset[0] // self.block, c.byte_offset))
+        if (offsets >= 0).all():
+            self._offsets, self._map = offsets, np.memmap(path, dtype=np.uint8, mode="r")
+
+    def _chunk(self, c: int) -> np.ndarray:
+        """(block, D) rows of chunk ``c`` (the last one may hold unwritten rows past the end)."""
+        if self._map is None or self._offsets is None:
+            return np.asarray(self._ds[c * self.block : (c + 1) * self.block])
+        rows = min(self.block, self.shape[0] - c * self.block) if self._ds.chunks is None else self.block
+        return np.ndarray((rows, self.shape[1]), self._ds.dtype, self._map, int(self._offsets[c]))
+
+    def take(self, ids: np.ndarray) -> np.ndarray:
+        """(n, D) float32: rows ``ids`` ((n,) int, any order, repeats allowed)."""
+        ids = np.asarray(ids, dtype=np.int64)
+        out = np.empty((len(ids), self.shape[1]), dtype=np.float32)
+        if not len(ids):
+            return out
+        chunk = ids // self.block
+        order = np.argsort(chunk, kind="stable")
+        first = np.flatnonzero(np.diff(chunk[order], prepend=-1))
+        for a, b in zip(first, [*first[1:], len(ids)], strict=True):
+            sel = order[a:b]
+            c = int(chunk[sel[0]])
+            out[sel] = self._chunk(c)[ids[sel] - c * self.block]
+        return out
+
+    def close(self) -> None:
+        self._map = None
+        self._h5.close()
+
+    def __enter__(self) -> MatrixRows:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,5 +1,7 @@
 """`mclx search` and `mclx index`: exact search equals a numpy reference, the FAISS index finds
-what exact search finds, a stale index is not used, and bad input ends in one line (exit 2)."""
+what exact search finds (HNSW, and IVF-SQ8 whose candidates are re-scored with the exact rows),
+a stale or foreign index is not used, a query path matches however it is spelled, and bad input
+ends in one line (exit 2)."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
-from mclx import similarity
+from mclx import searchindex, similarity
 from mclx.errors import UsageError
 
 from .audio_fixtures import WriteAudio
@@ -83,6 +86,86 @@ def test_faiss_index_recall_and_staleness(tmp_path: Path, capsys: pytest.Capture
     again = similarity.search(str(tmp_path / "s.h5"), queries[:1], k=10)
     assert "stale" in capsys.readouterr().err
     assert {h.path for h in again} == truth[queries[0]]  # answered exactly instead
+
+
+def clustered(n: int, dim: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((max(16, n // 200), dim))
+    return (centres[rng.integers(0, len(centres), n)] + 0.6 * rng.standard_normal((n, dim))).astype(
+        np.float32
+    )
+
+
+def test_ivf_index_reranks_candidates_with_exact_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("faiss")
+    monkeypatch.setattr(searchindex, "HNSW_MAX", 1000)  # 20k rows: the IVF-SQ8 path
+    x = clustered(20_000, 64, seed=4)
+    paths = make_store(tmp_path / "s.h5", x, failed=(11,))
+    meta = similarity.build_index(str(tmp_path / "s.h5"))
+    assert meta["index"] == "ivf-sq8" and meta["rows"] == 19_999
+    assert Path(f"{tmp_path / 's.h5'}.global.faiss").stat().st_size < x.nbytes / 3  # codes, not floats
+    queries = paths[::100]
+    approx = similarity.search(str(tmp_path / "s.h5"), queries, k=10)
+    exact = similarity.search(str(tmp_path / "s.h5"), queries, k=10, exact=True)
+    drop = np.zeros((len(queries), len(x)), bool)
+    drop[:, 11] = True
+    drop[np.arange(len(queries)), np.arange(0, len(x), 100)] = True
+    scores, order = reference(x, x[::100], 10, drop)
+    truth: dict[str, set[str]] = {}
+    for j, q in enumerate(queries):
+        mine = [h for h in exact if h.query == q]
+        assert [h.path for h in mine] == [paths[i] for i in order[j]]
+        np.testing.assert_allclose([h.score for h in mine], scores[j], atol=1e-5)
+        truth[q] = {h.path for h in mine}
+    recall = np.mean([h.path in truth[h.query] for h in approx])
+    assert recall >= 0.95, recall
+    exact_score = {(h.query, h.path): h.score for h in exact}
+    for h in approx:  # re-ranked: the score of every hit is its exact cosine, ranks follow it
+        assert h.path != h.query and h.path != paths[11]
+        if (h.query, h.path) in exact_score:
+            assert h.score == pytest.approx(exact_score[h.query, h.path], abs=1e-5)
+    for q in queries:
+        mine = [h.score for h in approx if h.query == q]
+        assert len(mine) == 10 and mine == sorted(mine, reverse=True)
+
+
+def test_a_foreign_index_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("faiss")
+    x = clustered(500, 16, seed=5)
+    paths = make_store(tmp_path / "a.h5", x)
+    make_store(tmp_path / "b.h5", clustered(500, 16, seed=6), failed=(0,))  # another store
+    similarity.build_index(str(tmp_path / "b.h5"))
+    for suffix in (".global.faiss", ".global.faiss.json"):
+        shutil.copyfile(f"{tmp_path / 'b.h5'}{suffix}", f"{tmp_path / 'a.h5'}{suffix}")
+    hits = similarity.search(str(tmp_path / "a.h5"), paths[:1], k=3)
+    assert "stale" in capsys.readouterr().err
+    _, order = reference(x, x[:1], 3, np.eye(1, len(x), dtype=bool))
+    assert [h.path for h in hits] == [paths[i] for i in order[0]]
+
+
+def test_query_path_matches_as_given_absolute_or_relative(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "music").mkdir()
+    for name in ("a.wav", "b.wav"):
+        (tmp_path / "music" / name).write_bytes(b"")
+    x = np.eye(3, 4, dtype=np.float32)
+    make_store(tmp_path / "s.h5", x)
+    with h5py.File(tmp_path / "s.h5", "r+") as h:  # one path stored relative, one absolute, one as "./"
+        stored = ["music/a.wav", str(tmp_path / "music" / "b.wav"), "./music/c.wav"]
+        h["files/path"][:] = np.array([p.encode() for p in stored], dtype=object)
+    rows = similarity.Rows("s.h5", "global")
+    assert rows.find("music/a.wav") == 0  # as stored
+    assert rows.find(str(tmp_path / "music" / "a.wav")) == 0  # absolute query, relative store
+    assert rows.find("./music/../music/a.wav") == 0
+    assert rows.find("music/b.wav") == 1  # relative query, absolute store
+    assert rows.find("music/c.wav") == 2 and rows.find(str(tmp_path / "music" / "c.wav")) == 2
+    assert rows.find("music/d.wav") == -1
+    hits = similarity.search("s.h5", [str(tmp_path / "music" / "a.wav")], k=3)
+    assert [h.path for h in hits] == stored[1:]  # its own file is left out
 
 
 def test_bad_input_is_a_usage_error(tmp_path: Path) -> None:

@@ -142,3 +142,37 @@ def test_info_prints_paths_with_brackets_verbatim(tmp_path: Path) -> None:
     for name in ODD_NAMES:
         assert f"./{name}: cannot decode {name}" in done.stdout
     assert "odd [v2].h5" in done.stdout and "runs/[x]/encoder.safetensors" in done.stdout
+
+
+def test_fingerprint_written_at_commit_equals_the_one_computed_from_an_older_store(tmp_path: Path) -> None:
+    from mclx.store import FINGERPRINT, store_fingerprint
+
+    from .stores import make_store
+
+    x = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
+    make_store(tmp_path / "s.h5", x, failed=(7,), segments=2)
+    written = store_fingerprint(tmp_path / "s.h5")
+    with h5py.File(tmp_path / "s.h5", "r+") as h:  # as a store made before the attribute existed
+        assert h.attrs[FINGERPRINT] == written
+        del h.attrs[FINGERPRINT]
+    assert store_fingerprint(tmp_path / "s.h5") == written
+    make_store(tmp_path / "t.h5", x[:299], segments=2)  # one file fewer
+    assert store_fingerprint(tmp_path / "t.h5") != written
+
+
+@pytest.mark.parametrize("layout", ["chunked", "contiguous", "gzip"])
+def test_matrix_rows_at_any_positions_equal_hdf5_reads(tmp_path: Path, layout: str) -> None:
+    from mclx.store import MatrixRows
+
+    x = np.random.default_rng(1).standard_normal((1000, 6)).astype(np.float32)
+    with h5py.File(tmp_path / "m.h5", "w") as h:
+        opts = {
+            "chunked": {"chunks": (64, 6)},
+            "contiguous": {},
+            "gzip": {"chunks": (64, 6), "compression": "gzip"},
+        }
+        h.create_dataset("x", data=x, **opts[layout])  # type: ignore[arg-type]
+    ids = np.array([999, 0, 63, 64, 500, 63, 998])
+    with MatrixRows(tmp_path / "m.h5", "x") as rows:
+        np.testing.assert_array_equal(rows.take(ids), x[ids])
+        assert rows.take(np.zeros(0, np.int64)).shape == (0, 6)
