@@ -1,4 +1,4 @@
-"""Tasks the studies derive from the corpus: a brightness descriptor and corrupted test clips.
+"""A task the studies derive from the corpus: a brightness descriptor.
 
 Written under ``$MCLX_DATA/studies/`` (beside the corpus, never in the repository), once; the
 same corpus gives the same files (no unseeded randomness).
@@ -7,38 +7,25 @@ same corpus gives the same files (no unseeded randomness).
   log2 of the spectral centroid in Hz (gamesrc is levelled to -20 dBFS, so loudness says
   nothing; brightness does vary). Its train rows are SemiSupCon's regression signal; the whole
   file is a csv-layout regression task with gamesrc's splits, probed by r².
-- ``<task>.<corruption>``: a csv-layout copy of a task whose train and valid rows are the
-  original clips and whose test rows are corrupted copies: heads trained on clean clips are
-  tested on corrupted ones. Corruptions: those of :mod:`mclx.probe.corrupt` (what
-  ``mclx probe --corrupt`` applies), named ``<kind>-<level>``: white noise at 10 and 0 dB SNR
-  (seeded per clip), a 2 kHz brick-wall low-pass and AAC at 24 kbit/s through PyAV.
+
+Robustness is not a derived task: the studies run ``mclx probe --corrupt`` (:mod:`studies.evidence`).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
 
 from studies.spec import Study
 
-if TYPE_CHECKING:
-    from mclx.probe.corrupt import Corruption
-
 BRIGHTNESS = "brightness"
 # A derived task whose clips are another task's is probed on that task's stores (embedded once).
 SAME_CLIPS = {BRIGHTNESS: "gamesrc"}
-CORRUPTIONS = ("noise-10db", "noise-0db", "lowpass-2k", "aac-24k")
-
-
-def is_corrupted(task: str) -> bool:
-    return "." in task
 
 
 def root(data: Path) -> Path:
@@ -55,30 +42,20 @@ def task_dirs(study: Study, data: Path) -> dict[str, Path]:
     dirs = {t: data / t for t in study.tasks}
     for t in study.extra_tasks:
         dirs[t] = root(data) / t
-    for t in study.tasks:
-        for c in study.robustness:
-            dirs[f"{t}.{c}"] = root(data) / "robust" / f"{t}.{c}"
     return dirs
 
 
 def task_paths(task: str, directory: Path) -> list[str]:
-    """The clips to embed for a task: all of them, or only the corrupted test clips (the clean
-    ones are in the clean task's store, merged in by the runner)."""
+    """The clips to embed for a task."""
     from mclx.probe.tasks import load_task
 
-    t = load_task(task.split(".")[0], str(directory), None)
-    if is_corrupted(task):
-        return [p for p, s in zip(t.paths, t.splits, strict=True) if s == "test"]
-    return list(t.paths)
+    return list(load_task(task, str(directory), None).paths)
 
 
 def prepare(study: Study, data: Path, log: Callable[[str], None]) -> None:
     """Writes the derived tasks a study needs that are not there yet."""
     if BRIGHTNESS in study.extra_tasks:
         _brightness(data / "gamesrc", root(data) / BRIGHTNESS, log)
-    for task in study.tasks:
-        for c in study.robustness:
-            _corrupted(data / task, task, c, root(data) / "robust" / f"{task}.{c}", log)
 
 
 def brightness(x: np.ndarray, rate: int, frame: int = 2048) -> float:
@@ -122,45 +99,4 @@ def _brightness(source: Path, out: Path, log: Callable[[str], None]) -> None:
     for path, split in zip(t.paths, t.splits, strict=True):
         x, rate = _read_mono(path)
         rows.append((os.path.abspath(path), f"{brightness(x, rate):.4f}", split))
-    _write_rows(labels, rows)
-
-
-def corruption(name: str) -> Corruption:
-    """A study's corruption name, ``<kind>-<level>`` ("noise-10db", "lowpass-2k", "aac-24k"),
-    as the :mod:`mclx.probe.corrupt` corruption that ``mclx probe --corrupt <kind>:<level>`` applies."""
-    from mclx.errors import UsageError
-    from mclx.probe.corrupt import parse_one
-
-    kind, _, level = name.partition("-")
-    try:
-        return parse_one(f"{kind}:{level}")
-    except UsageError as exc:
-        reason = str(exc).removeprefix("--corrupt ")
-        raise ValueError(f"robustness {name!r}: {reason} (e.g. {', '.join(CORRUPTIONS)})") from None
-
-
-def _corrupted(source: Path, task: str, name: str, out: Path, log: Callable[[str], None]) -> None:
-    from mclx.probe.tasks import load_task
-
-    labels = out / "labels.csv"
-    if labels.exists():
-        return
-    c = corruption(name)
-    t = load_task(task, str(source), None)
-    clips = out / "clips"
-    clips.mkdir(parents=True, exist_ok=True)
-    tests = sum(s == "test" for s in t.splits)
-    log(f"{task}.{name}: corrupting {tests} test clips into {out}")
-    rows = []
-    for i, (path, label, split) in enumerate(zip(t.paths, t.labels, t.splits, strict=True)):
-        if split != "test":
-            rows.append((os.path.abspath(path), label, split))
-            continue
-        x, rate = _read_mono(path)
-        # the studies' own seed (not mclx.probe.corrupt.clip_seed): the copies written before
-        # the probe had --corrupt stay the ones a fresh corpus gets
-        seed = int.from_bytes(hashlib.sha1(f"{name}:{Path(path).name}".encode()).digest()[:4], "little")
-        target = clips / f"{i:05d}-{Path(path).stem}.wav"
-        sf.write(target, np.clip(c.apply(x, rate, seed), -1, 1), rate, subtype="FLOAT")
-        rows.append((str(target), label, split))
     _write_rows(labels, rows)

@@ -4,9 +4,13 @@
 ``encoder.safetensors``, ``summary.json`` (steps, batch, examples seen, CPU and wall minutes of
 every session of the run, and the pool it was trained on: the sha256 and track count of
 ``$MCLX_DATA/music/manifest.csv``).
-``DOCS/<study>/probe/<task>.json``: one `mclx probe` over every finished run and the baselines
-(test split, linear head and cosine retrieval, the same seeds and clips for all, so every
-comparison is paired). ``DOCS/<study>/valid.json``: each feature set's linear-probe accuracy on
+``DOCS/<study>/probe/<task>.json``: one `mclx probe --per-clip` over every finished run and the
+baselines (test split, linear head and cosine retrieval, the same seeds and clips for all, so
+every comparison is paired; each test clip's score kept, so that the tables can resample
+trainings as well as clips). ``DOCS/<study>/probe/<task>.robust.json``: `mclx probe --corrupt`
+of the robust cells' first trainings and MFCC: heads fitted on clean clips, scored on corrupted
+copies of the test clips (its caches under ``RUNS/stores/robust/``).
+``DOCS/<study>/valid.json``: each feature set's linear-probe accuracy on
 the validation splits (how a default would be chosen; the test splits choose nothing).
 """
 
@@ -154,7 +158,7 @@ def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> No
     (layout.docs / "study.json").write_text(json.dumps(described, indent=1) + "\n")
     for task, directory in tasks.items():
         here = layout.store(task, "x").parent
-        present = [r for r in runs if study.probed_on(r, task)]
+        present = runs
         names = [*study.baselines, *(r.name for r in present)]
         if not present or not all(_ready(here / f"{f}.h5") for f in names):
             continue
@@ -165,8 +169,9 @@ def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> No
         with _cwd(here):
             out = str(layout.docs.resolve() / "probe" / f"{task}.json")
             stores = tuple(f"{n}.h5" for n in names)
-            run_probe(ProbeSettings(task.split(".")[0], str(directory), embeddings=stores, head="linear",
-                                    seeds=seeds, out=out, quiet=True, compare=tuple(wanted)))  # fmt: skip
+            run_probe(ProbeSettings(task, str(directory), embeddings=stores, head="linear", seeds=seeds,
+                                    out=out, quiet=True, compare=tuple(wanted), per_clip=True))  # fmt: skip
+    _robustness(study, layout, tasks, runs, seeds)
     valid_json = layout.docs / "valid.json"
     valid = json.loads(valid_json.read_text()) if valid_json.exists() else {}  # kept until measured again
     measured = valid_json.stat().st_mtime if valid_json.exists() else 0.0
@@ -179,6 +184,37 @@ def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> No
         valid[f] = {t: validation_accuracy(str(s), tasks[t]) for t, s in stores.items()}
     valid_json.write_text(json.dumps(valid, indent=1) + "\n")
     os.utime(valid_json, (started, started))  # as of the stores seen: one finished later is measured
+
+
+def _robustness(study: Study, layout: Any, tasks: dict[str, Path], runs: list[Run], seeds: int) -> None:
+    """`mclx probe --corrupt` of every clean task with the robust cells' first trainings and MFCC,
+    once all of those runs are finished; not again while its encoders are unchanged."""
+    from mclx.probe import ProbeSettings, run_probe
+
+    robust = study.robust_runs()
+    if not study.robustness or not robust or not all(r in runs for r in robust):
+        return
+    work = layout.stores / "robust" / study.name
+    models = work / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    encoders = []
+    for r in robust:  # named after the run, so that the report's feature names are the runs'
+        link = models / f"{r.name}.safetensors"
+        link.unlink(missing_ok=True)
+        link.symlink_to(layout.run_dir(r).resolve() / "encoder.safetensors")
+        encoders.append(link)
+    newest = max(e.stat().st_mtime for e in encoders)
+    for task in study.tasks:
+        report = layout.docs / "probe" / f"{task}.robust.json"
+        if report.exists() and report.stat().st_mtime > newest:
+            continue
+        with _cwd(models):
+            out = work / f"{task}.json"
+            settings = ProbeSettings(task, str(tasks[task]), models=tuple(e.name for e in encoders),
+                                     baseline="mfcc", head="linear", seeds=seeds, out=str(out), quiet=True,
+                                     corrupt=",".join(study.robustness))  # fmt: skip
+            run_probe(settings)
+        shutil.copyfile(out, report)
 
 
 def _ready(store: Path) -> bool:
@@ -198,6 +234,7 @@ def _current(report: Path, stores: list[Path], wanted: list[tuple[str, str]], se
     old = json.loads(report.read_text())
     return (
         old.get("seeds") == seeds
+        and all("per_clip" in r for r in old["results"] if r["metric"] in ("accuracy", "map_at_10"))
         and sorted(f["name"] for f in old["features"]) == sorted(s.name for s in stores)
         and {(c["a"], c["b"]) for c in old["comparisons"]} == set(wanted)
     )

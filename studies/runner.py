@@ -286,17 +286,14 @@ class StudyRunner:
         self._after_training(run)
 
     def _after_training(self, run: Run) -> None:
-        tasks = [t for t in self.tasks if self.study.probed_on(run, t)]
+        tasks = list(self.tasks)
         encoder = str(self.layout.run_dir(run) / "encoder.safetensors")
         self._store_jobs(run.name, encoder, tasks, front=True, then=self.refresh)
 
     def _store_jobs(
         self, features: str, model: str, tasks: list[str], front: bool, then: Callable[[], None]
     ) -> None:
-        """One `mclx embed` job per task store not yet complete; ``then`` once all are.
-
-        A corrupted task's job embeds only its test clips; its store is then merged with the
-        clean task's store (same model and settings), so the clean clips are embedded once."""
+        """One `mclx embed` job per task store not yet complete; ``then`` once all are."""
         todo = list(dict.fromkeys(derived.store_task(t) for t in tasks))  # a store embedded once
         todo = [t for t in todo if not _complete(self.layout.store(t, features))]
         self.waiting[features] = len(todo)
@@ -304,21 +301,14 @@ class StudyRunner:
             then()
             return
 
-        def all_done() -> None:
-            for task in todo:
-                if derived.is_corrupted(task):
-                    self._merge(task, features)
-            then()
-
         jobs = []
         for task in todo:
             store = self.layout.store(task, features)
             store.parent.mkdir(parents=True, exist_ok=True)
-            target = store.with_suffix(".test.h5") if derived.is_corrupted(task) else store
             paths = derived.task_paths(task, self.tasks[task])
-            argv = [*mclx_command(), "embed", "-", str(target), "--model", model, "--workers", "1", "--quiet"]
+            argv = [*mclx_command(), "embed", "-", str(store), "--model", model, "--workers", "1", "--quiet"]
 
-            def done(rc: int, task: str = task, target: Path = target) -> None:
+            def done(rc: int, task: str = task, target: Path = store) -> None:
                 if rc not in (0, 1):  # 1: some clips failed, recorded in the store
                     self.failed.append(f"{self.study.name}: embedding {task} with {features}: exit {rc}")
                     self.sched.log(self.failed[-1])
@@ -326,26 +316,12 @@ class StudyRunner:
                 target.with_suffix(".done").write_text("")
                 self.waiting[features] -= 1
                 if self.waiting[features] == 0:
-                    all_done()
+                    then()
 
             key = f"embed {task} with {features}"
             jobs.append(Job(key, argv, done, stdin="\n".join(paths) + "\n"))
         for i, job in enumerate(jobs):
             self.sched.push(job, at=i if front else None)
-
-    def _merge(self, task: str, features: str) -> None:
-        store = self.layout.store(task, features)
-        clean = self.layout.store(task.split(".")[0], features)
-        argv = [
-            *mclx_command(),
-            "merge",
-            str(store),
-            str(clean),
-            str(store.with_suffix(".test.h5")),
-            "--quiet",
-        ]
-        subprocess.run(argv, check=True, env=thread_env(), stdout=subprocess.DEVNULL)
-        store.with_suffix(".done").write_text("")
 
     def refresh(self) -> None:
         """Queues a probe of every task over the finished runs and the baselines ready then, as a

@@ -6,8 +6,8 @@ One TOML file per study (``studies/<name>.toml``)::
     tasks = ["notes", "genre", "gamesrc"]        # dev tasks under $MCLX_DATA, probed on test
     baselines = ["mfcc", "random-mclx-base"]     # features probed beside every cell
     extra_tasks = ["brightness"]                 # tasks derived from the corpus by studies.derived
-    robustness = ["noise-10db", ...]             # corruptions of the test clips (studies.derived)
-    robust_cells = ["ssl", "semi-100"]           # the cells probed on them
+    robustness = ["noise:10db", "lowpass:2000"]  # `mclx probe --corrupt` corruptions of the test clips
+    robust_cells = ["ssl", "semi-100"]           # the cells (first training) probed on them
 
     [[cells]]
     name = "ssl"
@@ -74,11 +74,9 @@ class Study:
         most = max(len(c.seeds) for c in self.cells)
         return [Run(self.name, c, c.seeds[i]) for i in range(most) for c in self.cells if i < len(c.seeds)]
 
-    def probed_on(self, run: Run, task: str) -> bool:
-        """Whether ``run`` is probed on ``task``: every run on the clean tasks, only the first seed
-        of the robust cells on the corrupted copies (``<task>.<corruption>``)."""
-        robust = run.cell.name in self.robust_cells and run.seed == run.cell.seeds[0]
-        return "." not in task or robust
+    def robust_runs(self) -> list[Run]:
+        """The runs probed under corruption: the first training of each robust cell."""
+        return [Run(self.name, c, c.seeds[0]) for c in self.cells if c.name in self.robust_cells]
 
     def smoke(self) -> Study:
         """The study as ``--smoke`` runs it: one training per cell, two for the first two cells (so
@@ -123,6 +121,14 @@ def load_study(name: str) -> Study:
     missing = [c for c in raw.get("robust_cells", []) if c not in names]
     if missing:
         raise StudyError(f"{path}: robust_cells: {missing[0]!r} is not a cell")
+    if raw.get("robustness"):
+        from mclx.errors import UsageError
+        from mclx.probe.corrupt import parse as parse_corruptions
+
+        try:
+            parse_corruptions(",".join(raw["robustness"]))
+        except UsageError as exc:
+            raise StudyError(f"{path}: robustness: {str(exc).removeprefix('--corrupt ')}") from None
     return Study(
         name=name,
         title=raw.get("title", name),

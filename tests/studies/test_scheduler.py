@@ -64,14 +64,21 @@ def test_a_task_is_probed_only_once_all_its_stores_are_embedded(
 
     layout = Layout(tmp_path / "runs" / "s", tmp_path / "runs" / "stores", tmp_path / "docs" / "s", tmp_path)
     cells = (Cell("a", tmp_path / "a.toml", "a", (0,)), Cell("b", tmp_path / "b.toml", "b", (0,)))
-    study = Study("s", "S", ("notes",), ("mfcc",), (), ("noise",), ("a",), cells)
+    study = Study("s", "S", ("notes",), ("mfcc",), (), ("noise:0db",), ("a",), cells)
     for run in study.runs():  # both runs trained and kept
         (layout.docs / "runs" / run.name).mkdir(parents=True)
         (layout.docs / "runs" / run.name / "summary.json").write_text("{}")
-    probed: list[tuple[str, tuple[str, ...]]] = []
-    monkeypatch.setattr(mclx.probe, "run_probe", lambda s: probed.append((s.out, s.embeddings)))
+        layout.run_dir(run).mkdir(parents=True)
+        (layout.run_dir(run) / "encoder.safetensors").write_text("")
+    probed: list[tuple[str, tuple[str, ...], str | None]] = []
+
+    def fake_probe(s: mclx.probe.ProbeSettings) -> None:
+        probed.append((Path(s.out or "").name, s.embeddings or s.models, s.corrupt))
+        Path(s.out or "").write_text("{}")
+
+    monkeypatch.setattr(mclx.probe, "run_probe", fake_probe)
     monkeypatch.setattr(evidence, "validation_accuracy", lambda store, directory: 0.5)
-    tasks = {"notes": tmp_path / "notes", "notes.noise": tmp_path / "noise"}
+    tasks = {"notes": tmp_path / "notes"}
 
     def ready(task: str, *features: str) -> None:
         for f in features:
@@ -81,15 +88,14 @@ def test_a_task_is_probed_only_once_all_its_stores_are_embedded(
             store.with_suffix(".done").write_text("")
 
     ready("notes", "mfcc", "a-s0")  # b-s0's store is still being embedded
-    ready("notes.noise", "mfcc", "a-s0")  # only the robust cell a is probed on corrupted clips
     evidence.refresh(study, layout, tasks, seeds=1)
-    assert [(Path(out).name, stores) for out, stores in probed] == [
-        ("notes.noise.json", ("mfcc.h5", "a-s0.h5"))
-    ]
+    # only the robustness probe (the robust cell a and MFCC, under --corrupt) could run
+    assert probed == [("notes.json", ("a-s0.safetensors",), "noise:0db")]
+    assert (layout.docs / "probe" / "notes.robust.json").exists()
     ready("notes", "b-s0")
     probed.clear()
     evidence.refresh(study, layout, tasks, seeds=1)
-    assert ("notes.json", ("mfcc.h5", "a-s0.h5", "b-s0.h5")) in [(Path(o).name, s) for o, s in probed]
+    assert probed == [("notes.json", ("mfcc.h5", "a-s0.h5", "b-s0.h5"), None)]  # robustness: done
 
 
 def test_a_refresh_measures_only_what_changed_since_the_last(
@@ -116,8 +122,11 @@ def test_a_refresh_measures_only_what_changed_since_the_last(
         probed.append(Path(s.out).name)
         comparisons = [{"a": a, "b": b} for a, b in s.compare]
         features = [{"name": n} for n in s.embeddings]
+        results = [{"metric": "accuracy", **({"per_clip": [1.0]} if s.per_clip else {})}]
         Path(s.out).write_text(
-            json.dumps({"seeds": s.seeds, "features": features, "comparisons": comparisons})
+            json.dumps(
+                {"seeds": s.seeds, "features": features, "comparisons": comparisons, "results": results}
+            )
         )
 
     monkeypatch.setattr(mclx.probe, "run_probe", probe)
@@ -136,6 +145,12 @@ def test_a_refresh_measures_only_what_changed_since_the_last(
     evidence.refresh(study, layout, tasks, seeds=3)
     assert probed == ["notes.json"] and measured == [str(layout.store("notes", "a-s0"))]
     assert json.loads((layout.docs / "valid.json").read_text())["a-s0"] == {"notes": 0.5}
+    report = layout.docs / "probe" / "notes.json"  # a report of an earlier edition: no per-clip scores
+    old = json.loads(report.read_text())
+    report.write_text(json.dumps({**old, "results": [{"metric": "accuracy"}]}))
+    probed.clear()
+    evidence.refresh(study, layout, tasks, seeds=3)
+    assert probed == ["notes.json"]
 
 
 def test_cheapest_first_orders_runs_by_segments_per_step(
