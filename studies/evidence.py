@@ -153,7 +153,7 @@ def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> No
     described = {
         "title": study.title, "tasks": list(study.tasks), "baselines": list(study.baselines),
         "extra_tasks": list(study.extra_tasks), "robustness": list(study.robustness),
-        "runs": [r.name for r in study.runs()],
+        "runs": [r.name for r in study.runs()], "compare": [list(p) for p in study.compare],
     }  # fmt: skip
     (layout.docs / "study.json").write_text(json.dumps(described, indent=1) + "\n")
     for task, directory in tasks.items():

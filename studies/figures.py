@@ -1,8 +1,7 @@
 """``docs/studies/<study>/figure.png`` from ``docs/studies/<study>/`` alone: one panel per test
-column of the study's table (each task's linear accuracy and MAP@10), every feature set a point
-with its 95% interval, the runs coloured by strategy (a second training seed shares its first's
-colour, drawn hollow) and the baselines in grey, with MFCC's mean as a dashed line.
-
+column of the study's table (each task's linear accuracy and MAP@10), every cell a point at its
+mean over its trainings with its two-level 95% interval (trainings, then clips; as the table),
+a cell with one training drawn hollow, and the baselines in grey with MFCC's mean as a dashed line.
 Needs matplotlib (the ``plot`` extra); the tables do not. The PNG carries no date or software
 tag, so the same evidence and matplotlib version give the same bytes.
 """
@@ -11,45 +10,27 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 FIGURE = "figure.png"
-_COLUMNS = (("linear", "accuracy", "linear acc."), ("cosine", "map_at_10", "MAP@10"))
 
 
-def _load(path: Path) -> Any:
-    return json.loads(path.read_text())
+def panels(folder: Path) -> list[tuple[str, dict[str, tuple[float, float, float, int]]]]:
+    """(title, {cell: (mean, low, high, trainings)}) per panel, in the order of the study's table;
+    tasks not probed yet are left out."""
+    from studies.cells import Evidence
 
-
-def _points(report: dict[str, Any], head: str, metric: str) -> dict[str, tuple[float, float, float]]:
-    """feature set -> (mean, low, high) of one (head, metric) of a probe report."""
-    out = {}
-    for r in report["results"]:
-        if r["head"] == head and r["metric"] == metric and r["mean"] is not None:
-            lo, hi = r["ci95"]
-            mean = float(r["mean"])
-            out[r["features"].removesuffix(".h5")] = (
-                mean,
-                mean if lo is None else float(lo),
-                mean if hi is None else float(hi),
-            )
-    return out
-
-
-def panels(folder: Path) -> list[tuple[str, dict[str, tuple[float, float, float]]]]:
-    """(title, points) per panel, in the order of the study's table; tasks not probed yet are left
-    out."""
-    study = _load(folder / "study.json")
+    ev = Evidence(folder)
+    cells = ev.cells()
     out = []
-    for task in study["tasks"]:
-        path = folder / "probe" / f"{task}.json"
-        if not path.exists():
-            continue
-        report = _load(path)
-        for head, metric, title in _COLUMNS:
-            points = _points(report, head, metric)
-            if points:
-                out.append((f"{task} {title}", points))
+    for column in ev.columns():
+        points = {}
+        for c, members in cells.items():
+            iv = ev.interval(column, members)
+            if iv is not None:
+                points[c] = (iv.mean, iv.lo, iv.hi, iv.trainings)
+        if points:
+            task, head, _ = column
+            out.append((f"{task} {'linear acc.' if head == 'linear' else 'MAP@10'}", points))
     return out
 
 
@@ -60,23 +41,14 @@ def draw(folder: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    study = _load(folder / "study.json")
+    study = json.loads((folder / "study.json").read_text())
     cols = panels(folder)
     if not cols:
         return None
-    labels = {}
-    for run in study["runs"]:
-        path = folder / "runs" / run / "summary.json"
-        if path.exists():
-            labels[run] = _load(path)["label"]
     baselines = list(study["baselines"])
-    names = [*labels, *baselines]
-    strategies = list(dict.fromkeys(labels.values()))
-    colour = {s: f"C{i % 10}" for i, s in enumerate(strategies)}
-    first_run: dict[str, str] = {}  # strategy -> its first run (the others are later seeds)
-    for run, label in labels.items():
-        first_run.setdefault(label, run)
-    first_seed = set(first_run.values())
+    names = list(dict.fromkeys(c for _, points in cols for c in points))
+    cells = [c for c in names if c not in baselines]
+    colour = {c: f"C{i % 10}" for i, c in enumerate(cells)}
     n = len(cols)
     fig, axes = plt.subplots(
         1, n, figsize=(2.4 * n + 2.2, 0.32 * len(names) + 1.4), sharey=True, squeeze=False
@@ -86,9 +58,9 @@ def draw(folder: Path) -> Path | None:
         for name in names:
             if name not in points:
                 continue
-            mean, lo, hi = points[name]
-            c = colour[labels[name]] if name in labels else "0.45"
-            hollow = name in labels and name not in first_seed
+            mean, lo, hi, trainings = points[name]
+            c = colour.get(name, "0.45")
+            hollow = name in colour and trainings == 1
             ax.errorbar([mean], [ys[name]], xerr=[[mean - lo], [hi - mean]], fmt="o", color=c,
                         mfc="white" if hollow else c, ms=5, capsize=2, lw=1.2)  # fmt: skip
         if "mfcc" in points:
@@ -98,7 +70,8 @@ def draw(folder: Path) -> Path | None:
         ax.grid(axis="x", alpha=0.3)
     axes[0][0].set_yticks([ys[nm] for nm in names], names, fontsize=8)
     axes[0][0].set_ylim(-0.7, len(names) - 0.3)
-    fig.suptitle(f"{study['title']} (test splits, 95% intervals; dashed: MFCC)", fontsize=10)
+    fig.suptitle(f"{study['title']} (test splits, cells' means over trainings, 95% two-level intervals; "
+                 "hollow: one training; dashed: MFCC)", fontsize=9)  # fmt: skip
     fig.tight_layout()
     out = folder / FIGURE
     fig.savefig(out, dpi=110, metadata={"Software": None})

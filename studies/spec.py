@@ -8,6 +8,8 @@ One TOML file per study (``studies/<name>.toml``)::
     extra_tasks = ["brightness"]                 # tasks derived from the corpus by studies.derived
     robustness = ["noise:10db", "lowpass:2000"]  # `mclx probe --corrupt` corruptions of the test clips
     robust_cells = ["ssl", "semi-100"]           # the cells (first training) probed on them
+    compare = [["semi-10-natural", "semi-10"]]   # cell differences a - b the tables show, beyond each
+                                                 # cell against the first cell (the reference) and MFCC
 
     [[cells]]
     name = "ssl"
@@ -68,6 +70,7 @@ class Study:
     robustness: tuple[str, ...]
     robust_cells: tuple[str, ...]
     cells: tuple[Cell, ...]
+    compare: tuple[tuple[str, str], ...] = ()  # cell pairs (a, b) the tables compare, beyond the reference
 
     def runs(self) -> list[Run]:
         """Every run, first seeds first (in the cells' order), then the second seeds."""
@@ -90,7 +93,7 @@ class Study:
         return next(c for c in self.cells if c.name == name)
 
 
-STUDY_KEYS = {"title", "tasks", "baselines", "extra_tasks", "robustness", "robust_cells", "cells"}
+STUDY_KEYS = {"title", "tasks", "baselines", "extra_tasks", "robustness", "robust_cells", "compare", "cells"}
 CELL_KEYS = {"name", "config", "label", "seeds"}
 
 
@@ -121,6 +124,9 @@ def load_study(name: str) -> Study:
     missing = [c for c in raw.get("robust_cells", []) if c not in names]
     if missing:
         raise StudyError(f"{path}: robust_cells: {missing[0]!r} is not a cell")
+    for pair in raw.get("compare", []):
+        if len(pair) != 2 or any(c not in names for c in pair):
+            raise StudyError(f"{path}: compare: {pair!r} is not a pair of cells")
     if raw.get("robustness"):
         from mclx.errors import UsageError
         from mclx.probe.corrupt import parse as parse_corruptions
@@ -138,4 +144,5 @@ def load_study(name: str) -> Study:
         robustness=tuple(raw.get("robustness", [])),
         robust_cells=tuple(raw.get("robust_cells", [])),
         cells=tuple(cells),
+        compare=tuple((a, b) for a, b in raw.get("compare", [])),
     )

@@ -15,19 +15,26 @@ from pathlib import Path
 from typing import Any
 
 from mclx.probe.report import cell
+from studies.cells import Evidence
 from studies.figures import FIGURE
+from studies.intervals import Interval
 
-HEADER = """# Studies: the seed papers rerun with mclx
+HEADER = """# Studies: the seed papers rerun with mclx (second edition)
 
 Produced by `python -m studies run choi semisupcon` (`studies/`, one TOML per study, one `mclx
 train` config per cell) on the development corpus (`../shared/data`), and rebuilt from
 `docs/studies/` alone by `python -m studies run --tables-only`. Every cell: mclx-base's small mel
-CNN, the same budget (steps x batch tracks), trained on a 2-core CPU, two runs at a time with
-one thread each. Probes: the test splits, a linear head (L2 chosen on the valid split) and cosine
-retrieval, 5 seeds; intervals are 95% percentile bootstraps over the test clips (and seeds), and
-every difference is paired (same clips, same seeds). `*`: the interval excludes 0. The
-training seed is not covered by these intervals: the second-seed rows show how far two trainings
-of one cell differ.
+CNN, the same budget (steps x batch tracks), trained on a 2-core CPU, one thread per run; every run
+records the pretraining pool it saw (the clean 60-game pool: its manifest's sha256 and track
+count). Probes: the test splits, a linear head (L2 chosen on the valid split) and cosine retrieval.
+A cell is trained several times (training seeds); its score is the mean over its trainings, and
+its 95% interval is a two-level percentile bootstrap that redraws the trainings, then the test
+clips (the same clips for every training), so it covers both the training seed and the test set.
+A cell with one training so far (marked †) has an interval over the clips only. Differences
+between cells are paired on the clips (one clip draw for both) and redraw each cell's trainings
+independently. `*`: the interval excludes 0. The first edition (a pool that held the gamesrc
+valid and test clips' source tracks, one training for most cells) is withdrawn; it is in the git
+history up to commit 990b333.
 """
 
 
@@ -46,15 +53,6 @@ def _result(report: dict[str, Any], features: str, head: str, metric: str) -> di
     return None
 
 
-def _diff(report: dict[str, Any], a: str, b: str, head: str, metric: str) -> str:
-    for c in report["comparisons"]:
-        if (_name(c["a"]), _name(c["b"]), c["head"], c["metric"]) == (a, b, head, metric):
-            lo, hi = c["ci95"]
-            star = " *" if lo is not None and (lo > 0 or hi < 0) else ""
-            return f"{c['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]{star}"
-    return ""
-
-
 def _row(cells: list[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
@@ -63,24 +61,25 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return [_row(header), "|" + "---|" * len(header), *(_row(r) for r in rows), ""]
 
 
-def _columns(study: dict[str, Any], reports: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(task, head, metric) columns of the main table."""
-    cols = []
-    for task in study["tasks"]:
-        if task in reports:
-            cols.append((task, "linear", "accuracy"))
-            cols.append((task, "cosine", "map_at_10"))
-    return cols
+def _interval(iv: Interval | None, signed: bool = False, trained: bool = True) -> str:
+    """'mean [lo, hi]', with * for a difference whose interval excludes 0 and † for a trained cell
+    with one training (its interval covers the clips only)."""
+    if iv is None:
+        return ""
+    f = "{:+.3f}" if signed else "{:.3f}"
+    star = " *" if signed and iv.excludes_zero else ""
+    dagger = " †" if iv.trainings == 1 and not signed and trained else ""
+    return f"{f.format(iv.mean)} [{f.format(iv.lo)}, {f.format(iv.hi)}]{star}{dagger}"
+
+
+def _title(column: tuple[str, str, str]) -> str:
+    task, head, _ = column
+    return f"{task} {'linear acc.' if head == 'linear' else 'MAP@10'}"
 
 
 def study_section(folder: Path) -> list[str]:
-    study = _load(folder / "study.json")
-    runs = {}
-    for run in study["runs"]:
-        path = folder / "runs" / run / "summary.json"
-        if path.exists():
-            runs[run] = _load(path)
-    reports = {p.stem: _load(p) for p in sorted((folder / "probe").glob("*.json"))}
+    ev = Evidence(folder)
+    study, runs, reports = ev.study, ev.summaries, ev.reports
     lines = [f"## {study['title']}", ""]
     missing = [r for r in study["runs"] if r not in runs]
     if missing:
@@ -88,61 +87,68 @@ def study_section(folder: Path) -> list[str]:
             f"Not finished yet ({len(missing)} of {len(study['runs'])} runs): {', '.join(missing)}.",
             "",
         ]
-    probed = {f["name"].removesuffix(".h5") for r in reports.values() for f in r["features"]}
-    unprobed = [r for r in runs if r not in probed]
+    unprobed = [r for r in runs if r not in ev.probed()]
     if unprobed:
         lines += [f"Trained, not probed yet: {', '.join(unprobed)}.", ""]
-    lines += ["### Runs and their cost", ""]
+    protocol = folder / "protocol.md"
+    if protocol.exists():
+        lines += ["### How this differs from the paper", "", protocol.read_text().strip(), ""]
+    lines += _costs(runs)
+    cols = ev.columns()
+    cells = ev.cells()
+    labels = ev.labels()
+    lines += ["### Test splits: each cell's mean over its trainings", ""]
     rows = []
-    for name, s in runs.items():
-        budget = f"{s['steps']} x {s['batch_size']} = {s['examples']:,}"
-        wall = s.get("train_wall_minutes")
-        rows.append([name, s["label"], str(s["seed"]), budget, str(s["segments_per_example"]),
-                     f"{s['cpu_minutes']:.0f}", "" if wall is None else f"{wall:.0f}",
-                     f"{s['final_loss']:.3f}"])  # fmt: skip
-    lines += _table(["run", "strategy", "seed", "steps x batch = tracks", "segments per track",
-                     "CPU minutes", "training wall minutes", "final loss"], rows)  # fmt: skip
-    lines += ["CPU minutes: user + system time of the training process, sampled every 5 s by the runner "
-              "(a run whose process outlived a stopped runner is undercounted); training wall minutes: "
-              "from the run's own summary lines, one thread, beside one other job.", ""]  # fmt: skip
-    features = [*(r for r in runs), *study["baselines"]]
-    cols = _columns(study, reports)
-    lines += ["### Test splits", ""]
-    rows = []
-    for f in features:
-        row = [f]
-        for task, head, metric in cols:
-            r = _result(reports[task], f, head, metric)
-            row.append(cell(r) if r else "")
-        rows.append(row)
-    lines += _table(
-        ["features", *(f"{t} {'linear acc.' if h == 'linear' else 'MAP@10'}" for t, h, _ in cols)], rows
-    )
+    for c, members in cells.items():
+        rows.append(
+            [c, labels.get(c, c), str(len(members)), *(_interval(ev.interval(col, members)) for col in cols)]
+        )
+    lines += _table(["cell", "strategy", "trainings", *(_title(col) for col in cols)], rows)
     if (folder / FIGURE).exists():
         link = f"{folder.parent.name}/{folder.name}/{FIGURE}"
         lines += [f"![{study['title']}: the test table above, drawn]({link})", ""]
-    lines += ["### Paired differences (linear accuracy; MAP@10 for retrieval)", ""]
+    lines += ["### Paired differences between cells (two-level: trainings and clips)", ""]
     rows = []
-    for a, b in _pairs(reports):
-        row = [f"{a} − {b}"]
-        for task, head, metric in cols:
-            row.append(_diff(reports[task], a, b, head, metric) if task in reports else "")
-        rows.append(row)
-    lines += _table(["a − b", *(f"{t} {'acc.' if h == 'linear' else 'MAP@10'}" for t, h, _ in cols)], rows)
+    for a, b in ev.pairs():
+        rows.append([f"{a} − {b}", *(_interval(ev.difference(col, cells[a], cells[b]), signed=True)
+                                     for col in cols)])  # fmt: skip
+    lines += _table(["a − b", *(_title(col) for col in cols)], rows)
+    lines += ["### Each training (the means the cells average; intervals over the clips only)", ""]
+    rows = []
+    for c, members in cells.items():
+        if c in study["baselines"]:
+            continue
+        for run in members:
+            row = [run]
+            for task, head, metric in cols:
+                r = _result(reports[task], run, head, metric)
+                row.append(cell(r) if r else "")
+            rows.append(row)
+    lines += _table(["run", *(_title(col) for col in cols)], rows)
     lines += _extra_sections(study, reports)
-    lines += _validation(folder)
+    lines += _validation(folder, cells)
     reading = folder / "reading.md"
     if reading.exists():
         lines += ["### Reading", "", reading.read_text().strip(), ""]
     return lines
 
 
-def _pairs(reports: dict[str, Any]) -> list[tuple[str, str]]:
-    seen: dict[tuple[str, str], None] = {}
-    for report in reports.values():
-        for c in report["comparisons"]:
-            seen[(_name(c["a"]), _name(c["b"]))] = None
-    return list(seen)
+def _costs(runs: dict[str, Any]) -> list[str]:
+    rows = []
+    for name, s in runs.items():
+        budget = f"{s['steps']} x {s['batch_size']} = {s['examples']:,}"
+        wall = s.get("train_wall_minutes")
+        pool = f"{s.get('pool_tracks', '?')} ({s.get('pool_manifest_sha256', '')[:8]})"
+        rows.append([name, str(s["seed"]), budget, str(s["segments_per_example"]), f"{s['cpu_minutes']:.0f}",
+                     "" if wall is None else f"{wall:.0f}", f"{s['final_loss']:.3f}", pool])  # fmt: skip
+    lines = ["### Runs and their cost", ""]
+    lines += _table(["run", "seed", "steps x batch = tracks", "segments per track", "CPU minutes",
+                     "wall minutes", "final loss", "pool tracks (manifest sha256)"], rows)  # fmt: skip
+    note = ("CPU minutes: user + system time of the training process; wall minutes: from its start to "
+            "its end; both sampled every 5 s by the runner from /proc and added up over every session "
+            "of the run (a resumed run counts whole). One thread per run, beside one other job.")  # fmt: skip
+    lines += [note, ""]
+    return lines
 
 
 def _extra_sections(study: dict[str, Any], reports: dict[str, Any]) -> list[str]:
@@ -156,44 +162,62 @@ def _extra_sections(study: dict[str, Any], reports: dict[str, Any]) -> list[str]
             if r["metric"] == "r2":
                 rows.append([_name(r["features"]), cell(r)])
         lines += _table(["features", "r² [95% CI]"], rows)
-    corrupted = [t for t in reports if "." in t]
-    if corrupted:
-        lines += ["### Robustness: heads trained on clean clips, tested on corrupted test clips", "",
-                  "Linear accuracy on the test split.", ""]  # fmt: skip
-        corruptions = list(dict.fromkeys(t.split(".", 1)[1] for t in corrupted))
+    for task in study["tasks"]:
+        report = reports.get(f"{task}.robust")
+        if report is None:
+            continue
+        lines += [f"### Robustness on {task}: heads fitted on clean clips, scored on corrupted test clips",
+                  "", "Linear accuracy on the test split (the first training of each robust cell): clean, "
+                  "then each corruption as its mean and its paired difference from clean "
+                  "(same clips and seeds).", ""]  # fmt: skip
+        features = list(dict.fromkeys(_name(r["features"]) for r in report["results"]))
+        corruptions = list(dict.fromkeys(r["corruption"] for r in report["results"] if "corruption" in r))
         rows = []
-        for task in study["tasks"]:
-            if task not in reports:
-                continue
-            names = [_name(r["features"]) for r in reports[task]["results"] if r["metric"] == "accuracy"]
-            for f in names:
-                clean = _result(reports[task], f, "linear", "accuracy")
-                row = [task, f, cell(clean) if clean else ""]
-                found = False
-                for c in corruptions:
-                    r = _result(reports.get(f"{task}.{c}", {"results": []}), f, "linear", "accuracy")
-                    found |= r is not None
-                    row.append(cell(r) if r else "")
-                if found:
-                    rows.append(row)
-        lines += _table(["task", "features", "clean", *corruptions], rows)
+        for c in corruptions:
+            row = [c]
+            for f in features:
+                r = next((x for x in report["results"] if _name(x["features"]) == f and
+                          x.get("corruption") == c and x["head"] == "linear" and x["metric"] == "accuracy"),
+                         None)  # fmt: skip
+                d = next((x for x in report["comparisons"] if _name(x["a"]) == f and x.get("corruption") == c
+                          and x["head"] == "linear" and x["metric"] == "accuracy"), None)  # fmt: skip
+                text = "" if r is None else f"{r['mean']:.3f}"
+                if d is not None and d["ci95"][0] is not None:
+                    lo, hi = d["ci95"]
+                    star = " *" if lo > 0 or hi < 0 else ""
+                    text += f" ({d['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}]{star})"
+                row.append(text)
+            rows.append(row)
+        clean = ["clean"]
+        for f in features:
+            r = _result(report, f, "linear", "accuracy")
+            clean.append(cell(r) if r else "")
+        lines += _table(["corruption", *features], [clean, *rows])
     return lines
 
 
-def _validation(folder: Path) -> list[str]:
+def _validation(folder: Path, cells: dict[str, list[str]]) -> list[str]:
+    """Each cell's validation accuracy, averaged over its trainings, beside mclx-base (a separate
+    line: it trained 1,800 steps with the labels of all three tasks, not an equal-budget cell)."""
     path = folder / "valid.json"
     if not path.exists():
         return []
     valid = _load(path)
     tasks = sorted({t for v in valid.values() for t in v})
-    lines = ["### Validation splits (linear accuracy; chooses, never the test splits)", ""]
+    lines = ["### Validation splits (linear accuracy, mean over trainings; chooses, never the test splits)",
+             ""]  # fmt: skip
     rows = []
     ref = valid.get("mclx-base")
-    for f, v in valid.items():
-        mean = sum(v.values()) / len(v)
+    groups = {c: [r for r in members if r in valid] for c, members in cells.items()}
+    groups["mclx-base (bundled; not an equal-budget cell)"] = ["mclx-base"] if ref else []
+    for c, members in groups.items():
+        if not members or not all(set(valid[m]) == set(tasks) for m in members):
+            continue
+        per_task = [sum(valid[m][t] for m in members) / len(members) for t in tasks]
+        mean = sum(per_task) / len(per_task)
         against = f"{mean - sum(ref.values()) / len(ref):+.4f}" if ref else ""
-        rows.append([f, *(f"{v[t]:.4f}" for t in tasks), f"{mean:.4f}", against])
-    lines += _table(["features", *tasks, "mean", "mean − mclx-base"], rows)
+        rows.append([c, str(len(members)), *(f"{v:.4f}" for v in per_task), f"{mean:.4f}", against])
+    lines += _table(["cell", "trainings", *tasks, "mean", "mean − mclx-base"], rows)
     return lines
 
 

@@ -1,4 +1,5 @@
-"""A study's figure: its points are the probe reports' numbers, and the tables show it once drawn."""
+"""A study's figure and tables: cells are the means of their trainings' per-clip scores, with the
+two-level intervals; the tables show the figure once drawn."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ from studies import figures, tables
 
 
 def _result(features: str, head: str, metric: str, mean: float) -> dict[str, object]:
+    """A result row whose 20 per-clip scores average to ``mean`` (the first clip undefined for MAP)."""
+    per_clip: list[float | None] = [mean - 0.1, mean + 0.1] * 10
+    if metric == "map_at_10":
+        per_clip[0] = None
+        per_clip[1] = mean
     return {"features": f"{features}.h5", "head": head, "metric": metric, "mean": mean,
-            "std": 0.0, "ci95": [mean - 0.05, mean + 0.04], "n": 10}  # fmt: skip
+            "ci95": [mean - 0.05, mean + 0.04], "per_seed": [mean], "per_clip": per_clip}  # fmt: skip
 
 
 def _study(folder: Path) -> None:
@@ -20,8 +26,9 @@ def _study(folder: Path) -> None:
     (folder / "study.json").write_text(json.dumps(study))
     for run, label in (("a-s0", "strategy a"), ("b-s0", "strategy b"), ("a-s1", "strategy a")):
         (folder / "runs" / run).mkdir(parents=True)
-        summary = {"label": label, "seed": int(run[-1]), "steps": 3, "batch_size": 4, "examples": 12,
-                   "segments_per_example": 2, "cpu_minutes": 0.1, "final_loss": 1.0}  # fmt: skip
+        summary = {"cell": run[0], "label": label, "seed": int(run[-1]), "steps": 3, "batch_size": 4,
+                   "examples": 12, "segments_per_example": 2, "cpu_minutes": 0.1,
+                   "final_loss": 1.0}  # fmt: skip
         (folder / "runs" / run / "summary.json").write_text(json.dumps(summary))
     results = [
         _result(f, head, metric, 0.1 * i + (0.5 if head == "linear" else 0.2))
@@ -34,16 +41,28 @@ def _study(folder: Path) -> None:
     (folder / "probe" / "notes.json").write_text(json.dumps(report))
 
 
-def test_panels_hold_the_reports_numbers_in_table_order(tmp_path: Path) -> None:
+def test_panels_hold_each_cells_mean_over_its_trainings_in_table_order(tmp_path: Path) -> None:
     folder = tmp_path / "studies" / "s"
     _study(folder)
     panels = figures.panels(folder)
     assert [title for title, _ in panels] == ["notes linear acc.", "notes MAP@10"]
     accuracy = panels[0][1]
-    assert list(accuracy) == ["a-s0", "b-s0", "a-s1", "mfcc"]
-    mean, lo, hi = accuracy["b-s0"]
-    assert (round(mean, 6), round(lo, 6), round(hi, 6)) == (0.6, 0.55, 0.64)
-    assert panels[1][1]["mfcc"][0] == 0.2 + 0.3
+    assert list(accuracy) == ["a", "b", "mfcc"]  # cells in the study's order, then the baselines
+    mean, lo, hi, trainings = accuracy["a"]
+    assert round(mean, 6) == round((0.5 + 0.7) / 2, 6) and trainings == 2 and lo < mean < hi
+    assert accuracy["b"][3] == 1 and round(accuracy["b"][0], 6) == 0.6
+    # MAP@10: the undefined first clip is left out of every feature set
+    assert round(panels[1][1]["mfcc"][0], 6) == round((0.5 * 18 + 0.5) / 19, 6)
+
+
+def test_tables_show_cells_differences_and_each_training(tmp_path: Path) -> None:
+    docs = tmp_path / "studies"
+    _study(docs / "s")
+    text = tables.render(docs)
+    assert "| a | strategy a | 2 | 0.600 [" in text  # a-s0 (0.5) and a-s1 (0.7) averaged
+    assert "| b | strategy b | 1 | 0.600 [" in text and "] †" in text  # one training: clips only
+    assert "| b − a |" in text and "| a − mfcc |" in text
+    assert "| a-s1 |" in text and "c-s0" in text  # each training listed; c-s0 not finished
 
 
 def test_figure_is_drawn_reproducibly_and_linked_from_the_tables(tmp_path: Path) -> None:

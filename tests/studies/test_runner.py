@@ -43,7 +43,11 @@ def test_smoke_runs_both_studies_and_tables_rebuild(mini_corpus: Path, tmp_path:
     semi = docs / "semisupcon" / "probe"
     assert json.loads((semi / "brightness.json").read_text())["kind"] == "regression"
     robust = json.loads((semi / "gamesrc.robust.json").read_text())
-    assert {f["name"] for f in robust["features"]} == {"ssl-s0.safetensors", "semi-100-s0.safetensors", "mfcc"}
+    assert {f["name"] for f in robust["features"]} == {
+        "ssl-s0.safetensors",
+        "semi-100-s0.safetensors",
+        "mfcc",
+    }
     assert {r.get("corruption") for r in robust["results"]} >= {None, "noise:0db", "reverb:1.0"}
     text = (tmp_path / "docs" / "studies.md").read_text()
     assert "## Choi et al." in text and "## SemiSupCon" in text and "Robustness" in text
