@@ -215,19 +215,23 @@ def search(
     level: Annotated[str, typer.Option(help="global (files) | segments (moments).")] = "global",
     exact: Annotated[bool, typer.Option(help="Brute force even when an index is current.")] = False,
     include_self: Annotated[bool, typer.Option(help="Let a query's own file be a hit.")] = False,
+    raw: Annotated[
+        bool, typer.Option(help="Cosine of the raw embeddings, not of the embeddings minus the store's mean.")
+    ] = False,
     device: Annotated[
         str, typer.Option(help="Where audio queries are embedded: auto | cpu | cuda.")
     ] = "auto",
     as_json: Annotated[bool, typer.Option("--json", help="One JSON object per hit and line.")] = False,
 ) -> None:
-    """Files or moments of the store that sound like the queries (cosine similarity)."""
+    """Files or moments of the store that sound like the queries (cosine similarity of the
+    embeddings minus the store's mean; --raw: of the embeddings as stored)."""
     from mclx.similarity import search as find
 
     names: list[str] = []
     for q in queries:
         names += [line.strip() for line in sys.stdin if line.strip()] if q == "-" else [q]
     hits = find(store, names, k=k, level=_level(level),
-                exact=exact, include_self=include_self, device=device)  # fmt: skip
+                exact=exact, include_self=include_self, device=device, centred=not raw)  # fmt: skip
     if as_json:
         for hit in hits:
             print(json.dumps(hit.as_json()))
@@ -247,13 +251,14 @@ def search(
 def index(
     store: Annotated[str, typer.Argument(help="The embedding store to index.")],
     level: Annotated[str, typer.Option(help="global | segments")] = "global",
+    raw: Annotated[bool, typer.Option(help="Index the raw embeddings (for `mclx search --raw`).")] = False,
     quiet: Quiet = False,
 ) -> None:
     """Build the approximate-search (FAISS) index next to the store."""
     from mclx.similarity import build_index, index_path
 
     level = _level(level)
-    meta = build_index(store, level)
+    meta = build_index(store, level, centred=not raw)
     _log(f"{index_path(store, level)}: {meta['rows']} rows, {meta['kind']}", quiet)
 
 

@@ -50,9 +50,11 @@ def require_faiss() -> Any:
     return faiss
 
 
-def fingerprint(store: str, level: str) -> str:
-    """What an index of ``store`` at ``level`` depends on (the store's fingerprint and the level)."""
-    return hashlib.sha256(f"{store_fingerprint(store)}|{level}".encode()).hexdigest()
+def fingerprint(rows: Rows) -> str:
+    """What an index of a store's rows depends on: the store's fingerprint, the level and whether
+    the rows are centred (an index of raw rows does not serve a centred search)."""
+    centring = "raw" if rows.centre is None else "centred"
+    return hashlib.sha256(f"{store_fingerprint(rows.store)}|{rows.level}|{centring}".encode()).hexdigest()
 
 
 def build(rows: Rows, kind: str | None = None) -> dict[str, Any]:
@@ -83,7 +85,7 @@ def build(rows: Rows, kind: str | None = None) -> dict[str, Any]:
         index.add(block)
     path = index_path(rows.store, rows.level)
     meta = {"kind": about, "index": kind, "rows": n, "dim": dim, "level": rows.level,
-            "fingerprint": fingerprint(rows.store, rows.level)}  # fmt: skip
+            "centred": rows.centre is not None, "fingerprint": fingerprint(rows)}  # fmt: skip
     tmp = path.with_name(path.name + ".tmp")
     faiss.write_index(index, str(tmp))
     os.replace(tmp, path)
@@ -111,9 +113,11 @@ def load(rows: Rows) -> Any | None:
         meta = json.loads(meta_path.read_text())
     except (OSError, ValueError):
         meta = {}
-    if not isinstance(meta, dict) or meta.get("fingerprint") != fingerprint(store, rows.level):
+    if not isinstance(meta, dict) or meta.get("fingerprint") != fingerprint(rows):
         _note(
-            f"the index of {store} is stale (the store changed): exact search; run `mclx index {store}` again"
+            f"the index of {store} is stale (the store changed, or it was built for a "
+            f"{'raw' if rows.centre is not None else 'centred'} search): exact search; run `mclx index "
+            f"{store}{'' if rows.centre is not None else ' --raw'}` again"
         )
         return None
     faiss = require_faiss()

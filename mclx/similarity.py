@@ -29,10 +29,11 @@ import numpy as np
 from mclx import searchindex
 from mclx.errors import StoreError, UsageError
 from mclx.searchindex import index_path, require_faiss
-from mclx.store import MatrixRows, read_attrs
+from mclx.store import MatrixRows, read_attrs, store_mean
 
 __all__ = ["Hit", "Rows", "build_index", "index_path", "require_faiss", "search"]
 
+MIN_CENTRE_ROWS = 100  # fewer embedded rows at a level: the search compares raw embeddings
 CHUNK = 65_536  # rows read at a time by exact search
 QUERY_BLOCK = 256  # queries scored against a chunk at a time (bounds the (Q, CHUNK) scores)
 LOOKUPS = 64  # path look-ups by a scan of the stored paths before a dict of them pays
@@ -68,7 +69,7 @@ class Rows:
 
     Stored paths stay UTF-8 bytes as read; only the paths of hits are decoded."""
 
-    def __init__(self, store: str, level: str) -> None:
+    def __init__(self, store: str, level: str, centred: bool = True) -> None:
         import h5py
 
         if level not in LEVELS:
@@ -98,6 +99,16 @@ class Rows:
         if not len(self.rows):
             raise UsageError(f"{store}: no embedded rows to search (empty store or every file failed)")
         self._matrix: MatrixRows | None = None
+        # (D,) subtracted before the cosine; a store of a few rows keeps the raw cosine (its own
+        # mean would be mostly its rows themselves)
+        mean, count = store_mean(store, level) if centred else (None, 0)
+        self.centre = mean if count >= MIN_CENTRE_ROWS else None
+
+    def unit(self, x: np.ndarray) -> np.ndarray:
+        """(n, D) embeddings -> the unit vectors the search compares: centred (minus the store's
+        mean at this level) unless the search is raw, then scaled to unit length."""
+        x = np.asarray(x, dtype=np.float32)
+        return _normalise(x if self.centre is None else x - self.centre)
 
     @property
     def dataset(self) -> str:
@@ -142,13 +153,13 @@ class Rows:
             for lo in range(0, len(self.rows), size):
                 idx = self.rows[lo : lo + size]
                 block = ds[int(idx[0]) : int(idx[-1]) + 1][idx - idx[0]]
-                yield lo, _normalise(block)
+                yield lo, self.unit(block)
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         """(n, D) unit rows at ``positions`` ((n,) int, positions among the searchable rows)."""
         if self._matrix is None:
             self._matrix = MatrixRows(self.store, self.dataset)
-        return _normalise(self._matrix.take(self.rows[positions]))
+        return self.unit(self._matrix.take(self.rows[positions]))
 
     def stored(self, files: list[int]) -> np.ndarray:
         """(n, D) the stored embeddings of file rows ``files``: global rows, else segment means."""
@@ -221,7 +232,7 @@ def resolve_queries(rows: Rows, queries: Sequence[str], device: str = "auto") ->
             vectors[j] = _embed_query(rows, q, device)
         if not np.isfinite(vectors[j]).all():
             raise UsageError(f"{q}: its row in the store failed to embed")
-    return _normalise(vectors), own
+    return rows.unit(vectors), own
 
 
 # -- search --------------------------------------------------------------------------------------
@@ -257,9 +268,11 @@ def exact_topk(rows: Rows, q: np.ndarray, k: int, exclude: list[int]) -> tuple[n
     return best_s, best_i
 
 
-def build_index(store: str, level: str = "global", kind: str | None = None) -> dict[str, Any]:
+def build_index(
+    store: str, level: str = "global", kind: str | None = None, centred: bool = True
+) -> dict[str, Any]:
     """Writes ``STORE.<level>.faiss`` and its ``.json``; returns the latter (see ``searchindex.build``)."""
-    return searchindex.build(Rows(store, level), kind)
+    return searchindex.build(Rows(store, level, centred), kind)
 
 
 def search(
@@ -270,13 +283,15 @@ def search(
     exact: bool = False,
     include_self: bool = False,
     device: str = "auto",
+    centred: bool = True,
 ) -> list[Hit]:
-    """The k best hits of every query, in query then rank order."""
+    """The k best hits of every query, in query then rank order. Scores are cosines of the
+    embeddings minus the store's mean at that level (``centred``), else of the raw embeddings."""
     if k < 1:
         raise UsageError(f"-k {k}: must be at least 1")
     if not queries:
         raise UsageError("no query given")
-    rows = Rows(store, level)
+    rows = Rows(store, level, centred)
     q, own = resolve_queries(rows, queries, device)
     exclude = [-2] * len(own) if include_self else own
     found = None if exact else searchindex.topk(rows, q, k, exclude)

@@ -30,6 +30,9 @@ from mclx.records import SETTINGS_KEYS, FileRecord, RowRef, attr_value, settings
 FORMAT = "mclx-embeddings"
 FORMAT_VERSION = 1
 FINGERPRINT = "fingerprint"  # root attribute written at commit (stores made before it lack it)
+# Datasets written at commit: the mean of the finite rows at each level, (D,) float32, which
+# `mclx search` subtracts before its cosine (stores made before them compute it once per search).
+MEANS = {"global": "stats/global_mean", "segments": "stats/segments_mean"}
 
 
 @dataclass
@@ -104,13 +107,16 @@ class StoreWriter:
         self.files = 0
         self.segments = 0
         self.fingerprint = Fingerprint(attrs)
+        self.sums = {level: np.zeros(self.dim) for level in MEANS}  # float64 running sums
+        self.counts = dict.fromkeys(MEANS, 0)
         # HDF5 writes through a Python file object: a failing write (disk full, file-size
         # limit) then raises an OSError here instead of crashing inside the C library.
         self._raw = _TempFile(self.tmp)
         with _os_errors():
             self._h5 = h5py.File(self._raw, "w")
             for key, value in attrs.items():
-                self._h5.attrs[key] = value
+                if key != FINGERPRINT:  # commit computes it (a merge's first shard carries its own)
+                    self._h5.attrs[key] = value
             text = h5py.string_dtype("utf-8")
             for name in ("path", "status", "error"):
                 self._column(f"files/{name}", text)
@@ -168,12 +174,12 @@ class StoreWriter:
                     if r.global_ is not None:
                         glob[i] = r.global_
                 self._extend("global", glob)
+                self._add_to_mean("global", glob)
             if self.level in ("segment", "both"):
                 emb = [r.segments for r in records if r.segments is not None and len(r.segments)]
-                self._extend(
-                    "segments/embedding",
-                    np.concatenate(emb).astype(np.float32) if emb else np.zeros((0, self.dim), np.float32),
-                )
+                seg = np.concatenate(emb).astype(np.float32) if emb else np.zeros((0, self.dim), np.float32)
+                self._extend("segments/embedding", seg)
+                self._add_to_mean("segments", seg)
                 rows = np.arange(self.files, self.files + len(records), dtype=np.int64)
                 self._extend("segments/file", np.repeat(rows, counts))
                 self._extend("segments/start_s", _cat([r.starts for r in records]))
@@ -182,12 +188,22 @@ class StoreWriter:
         self.files += len(records)
         self.segments += int(counts.sum())
 
+    def _add_to_mean(self, level: str, rows: np.ndarray) -> None:
+        """Count (n, D) rows into the level's mean (rows with a non-finite value are left out)."""
+        finite = rows[np.isfinite(rows).all(axis=1)]
+        self.sums[level] += finite.sum(axis=0, dtype=np.float64)
+        self.counts[level] += len(finite)
+
     def commit(self) -> None:
         """Close, fsync and rename the temporary file into place."""
         from mclx.fileio import fsync_dir
 
         with _os_errors():
             self._h5.attrs[FINGERPRINT] = self.fingerprint.hexdigest()
+            for level, name in MEANS.items():
+                if self.counts[level]:
+                    mean = (self.sums[level] / self.counts[level]).astype(np.float32)
+                    self._h5.create_dataset(name, data=mean).attrs["rows"] = self.counts[level]
             self._h5.close()
         self._raw.flush()
         self._raw.check()
@@ -265,6 +281,28 @@ def store_fingerprint(path: str | os.PathLike[str], block: int = 65_536) -> str:
             ]
             fp.update(*([_raw(t) for t in cols[:2]] + cols[2:]))
     return fp.hexdigest()
+
+
+def store_mean(
+    path: str | os.PathLike[str], level: str, block: int = 65_536
+) -> tuple[np.ndarray | None, int]:
+    """((D,) float32 mean of the finite rows at ``level`` ("global" or "segments"), their number):
+    the dataset written at commit, else (an older store) computed a block of rows at a time. The
+    mean is None when the level has no finite row."""
+    import h5py
+
+    name = MEANS[level]
+    with h5py.File(path, "r") as h:
+        if name in h:
+            return np.asarray(h[name][:], dtype=np.float32), int(h[name].attrs["rows"])
+        ds = h["global" if level == "global" else "segments/embedding"]
+        total, count = np.zeros(ds.shape[1]), 0
+        for lo in range(0, len(ds), block):
+            rows = ds[lo : lo + block]
+            finite = rows[np.isfinite(rows).all(axis=1)]
+            total += finite.sum(axis=0, dtype=np.float64)
+            count += len(finite)
+    return ((total / count).astype(np.float32) if count else None), count
 
 
 def _raw(texts: np.ndarray) -> list[bytes]:

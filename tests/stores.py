@@ -13,13 +13,16 @@ ATTRS = {"format": "mclx-embeddings", "format_version": 1, "mclx_version": "test
          "pooling": "mean", "precision": "fp32", "created_utc": "", "argv": "[]"}  # fmt: skip
 
 
-def make_store(path: Path, x: np.ndarray, failed: tuple[int, ...] = (), segments: int = 0) -> list[str]:
-    """A store of (N, D) global rows (and ``segments`` rows per file, spread around its row)."""
+def make_store(
+    path: Path, x: np.ndarray, failed: tuple[int, ...] = (), segments: int = 0, start: int = 0
+) -> list[str]:
+    """A store of (N, D) global rows (and ``segments`` rows per file, spread around its row); the
+    files are numbered from ``start``."""
     rng = np.random.default_rng(1)
     level = "both" if segments else "global"
     records = []
     for i, row in enumerate(x):
-        rec = FileRecord(f"/music/{i:05d}.flac", "ok", "", 10.0, 100 + i, 7)
+        rec = FileRecord(f"/music/{start + i:05d}.flac", "ok", "", 10.0, 100 + i, 7)
         if i in failed:
             rec.status, rec.error = "failed", "cannot decode"
         else:

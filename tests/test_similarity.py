@@ -32,21 +32,30 @@ def reference(db: np.ndarray, q: np.ndarray, k: int, drop: np.ndarray) -> tuple[
     return np.take_along_axis(s, order, axis=1), order
 
 
-def test_exact_search_equals_numpy_reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("centred", [True, False])
+def test_exact_search_equals_numpy_reference(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, centred: bool
+) -> None:
+    """Centred (the default): cosines of the rows minus the mean of the store's embedded rows;
+    raw: of the rows as stored. Rows offset by a common vector, as real embeddings are."""
     monkeypatch.setattr(similarity, "CHUNK", 97)  # many chunks, the last one short
-    x = np.random.default_rng(0).standard_normal((1000, 24)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1000, 24)) + 3.0 * rng.standard_normal(24)).astype(np.float32)
     paths = make_store(tmp_path / "s.h5", x, failed=(3, 500))
     queries = [paths[0], paths[10], paths[999]]
-    hits = similarity.search(str(tmp_path / "s.h5"), queries, k=7)
+    hits = similarity.search(str(tmp_path / "s.h5"), queries, k=7, centred=centred)
     drop = np.zeros((3, 1000), bool)
     drop[:, [3, 500]] = True  # failed rows are never hits
     drop[[0, 1, 2], [0, 10, 999]] = True  # nor the query itself
-    scores, order = reference(x, x[[0, 10, 999]], 7, drop)
+    centre = np.delete(x, [3, 500], axis=0).astype(np.float64).mean(axis=0) if centred else 0.0
+    scores, order = reference(x - centre, x[[0, 10, 999]] - centre, 7, drop)
     for j, q in enumerate(queries):
         mine = [h for h in hits if h.query == q]
         assert [h.rank for h in mine] == list(range(1, 8))
         assert [h.path for h in mine] == [paths[i] for i in order[j]]
         np.testing.assert_allclose([h.score for h in mine], scores[j], atol=1e-5)
+    if not centred:
+        assert min(h.score for h in hits) > 0.5  # the common offset makes every raw cosine high
     with_self = similarity.search(str(tmp_path / "s.h5"), [paths[10]], k=1, include_self=True)
     assert with_self[0].path == paths[10] and with_self[0].score == pytest.approx(1.0, abs=1e-5)
 
@@ -60,7 +69,9 @@ def test_segment_search_returns_moments(tmp_path: Path) -> None:
     data = read_store(tmp_path / "s.h5")
     rows = [(r.path, s, e, v) for r in data.records if r.path != paths[5]
             for s, e, v in zip(r.starts, r.ends, r.segments, strict=True)]  # fmt: skip
-    scores, order = reference(np.stack([v for *_, v in rows]), x[[5]], 4, np.zeros((1, len(rows)), bool))
+    centre = np.concatenate([r.segments for r in data.records]).astype(np.float64).mean(axis=0)
+    db = np.stack([v for *_, v in rows]) - centre  # centred by the mean of every segment row
+    scores, order = reference(db, x[[5]] - centre, 4, np.zeros((1, len(rows)), bool))
     assert [(h.path, h.start_s, h.end_s) for h in hits] == [rows[i][:3] for i in order[0]]
     np.testing.assert_allclose([h.score for h in hits], scores[0], atol=1e-5)
 
@@ -112,7 +123,8 @@ def test_ivf_index_reranks_candidates_with_exact_rows(
     drop = np.zeros((len(queries), len(x)), bool)
     drop[:, 11] = True
     drop[np.arange(len(queries)), np.arange(0, len(x), 100)] = True
-    scores, order = reference(x, x[::100], 10, drop)
+    centre = np.delete(x, 11, axis=0).astype(np.float64).mean(axis=0)  # the mean of the embedded rows
+    scores, order = reference(x - centre, x[::100] - centre, 10, drop)
     truth: dict[str, set[str]] = {}
     for j, q in enumerate(queries):
         mine = [h for h in exact if h.query == q]
@@ -210,3 +222,30 @@ def test_cli_audio_query_json_and_stdin(tmp_path: Path, write_audio: WriteAudio)
     assert table.returncode == 0 and "t1.wav" in table.stdout
     bad = mclx("search", str(tmp_path / "s.h5"), str(folder / "t0.wav"), "-k", "0")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_a_store_of_few_rows_is_searched_by_raw_cosine(tmp_path: Path) -> None:
+    """Below MIN_CENTRE_ROWS embedded rows the store's own mean is mostly its rows: no centring."""
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((similarity.MIN_CENTRE_ROWS - 1, 8)) + 2.0).astype(np.float32)
+    paths = make_store(tmp_path / "s.h5", x)
+    hits = similarity.search(str(tmp_path / "s.h5"), [paths[0]], k=3)
+    drop = np.zeros((1, len(x)), bool)
+    drop[0, 0] = True
+    scores, order = reference(x, x[[0]], 3, drop)
+    assert [h.path for h in hits] == [paths[i] for i in order[0]]
+    np.testing.assert_allclose([h.score for h in hits], scores[0], atol=1e-5)
+
+
+def test_an_index_built_raw_does_not_serve_a_centred_search(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("faiss")
+    x = clustered(500, 16, seed=6)
+    paths = make_store(tmp_path / "s.h5", x)
+    similarity.build_index(str(tmp_path / "s.h5"), centred=False)
+    capsys.readouterr()
+    similarity.search(str(tmp_path / "s.h5"), [paths[0]], k=3)
+    assert "built for a raw search" in capsys.readouterr().err
+    similarity.search(str(tmp_path / "s.h5"), [paths[0]], k=3, centred=False)
+    assert "stale" not in capsys.readouterr().err

@@ -176,3 +176,21 @@ def test_matrix_rows_at_any_positions_equal_hdf5_reads(tmp_path: Path, layout: s
     with MatrixRows(tmp_path / "m.h5", "x") as rows:
         np.testing.assert_array_equal(rows.take(ids), x[ids])
         assert rows.take(np.zeros(0, np.int64)).shape == (0, 6)
+
+
+def test_the_store_keeps_the_mean_of_its_embedded_rows_and_a_merge_recomputes_it(tmp_path: Path) -> None:
+    from mclx.store import merge_stores, store_mean
+
+    from .stores import make_store
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((30, 6)).astype(np.float32)
+    make_store(tmp_path / "a.h5", x[:20], failed=(4,))
+    mean, rows = store_mean(tmp_path / "a.h5", "global")
+    assert rows == 19 and mean is not None
+    np.testing.assert_allclose(mean, np.delete(x[:20], 4, axis=0).mean(axis=0), atol=1e-6)
+    make_store(tmp_path / "b.h5", x[20:], start=20)
+    merge_stores(str(tmp_path / "m.h5"), [str(tmp_path / "a.h5"), str(tmp_path / "b.h5")])
+    merged, rows = store_mean(tmp_path / "m.h5", "global")
+    assert rows == 29 and merged is not None
+    np.testing.assert_allclose(merged, np.delete(x, 4, axis=0).mean(axis=0), atol=1e-6)
