@@ -1,4 +1,4 @@
-"""`mclx train`: contrastive pretraining of an encoder, one package per wing.
+"""`mclx train`: contrastive pretraining of an encoder, the training wing of mclx.
 
 - ``plan``: everything a run works out before its first step (config, data paths, labels,
   the state resumed from, ranks, device), then the tracks decoded into the cache;
