@@ -29,7 +29,7 @@ from mclx.models.base import Encoder
 from mclx.models.registry import load_model
 from mclx.probe import heads
 from mclx.probe.tasks import load_task
-from mclx.traindata import TrackCache, build_cache
+from mclx.train.data import TrackCache, build_cache
 from mclx.windows import window_starts
 
 TASKS = ("notes", "genre", "gamesrc")

@@ -30,12 +30,9 @@ import time
 
 import torch
 
-from mclx.augment import chain
-from mclx.batching import batches, make_batch
 from mclx.config import AUGMENTATIONS, DEFAULT_AUGMENTATIONS, ViewsConfig
-from mclx.contrastive import build_model
-from mclx.train import Step
-from mclx.trainplan import make_train_plan, prepare_data
+from mclx.train import Step, batches, build_model, make_batch, make_train_plan, prepare_data
+from mclx.train.augment import chain
 
 
 def measure(config_path: str, overrides: list[str], device: torch.device, steps: int, warmup: int) -> dict:

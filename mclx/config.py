@@ -348,20 +348,6 @@ def expand_path(text: str, base: Path | None = None) -> Path:
     return p if p.is_absolute() or base is None else base / p
 
 
-def resolve_paths(config: Config, base: Path | None) -> Config:
-    """``config`` with its data paths expanded and absolute, as ``DIR/config.toml`` records them
-    (so that the copy runs from any folder)."""
-
-    def absolute(text: str) -> str:
-        return os.path.abspath(expand_path(text, base)) if text else text
-
-    d = config.data
-    data = dataclasses.replace(
-        d, audio=[absolute(a) for a in d.audio], labels=absolute(d.labels), cache=absolute(d.cache)
-    )
-    return dataclasses.replace(config, data=data)
-
-
 def to_toml(config: Config) -> str:
     """The resolved configuration as TOML (written next to a run)."""
     lines = []

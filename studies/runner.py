@@ -375,7 +375,7 @@ def _configured_steps(config: Path) -> int | None:
 def segments_per_step(run: Run) -> int:
     """Segments one track contributes to a step of the run's cell: its training cost per step."""
     from mclx.config import load_config
-    from mclx.views import effective_views, view_sizes
+    from mclx.train.batch import effective_views, view_sizes
 
     return sum(view_sizes(effective_views(load_config(run.cell.config))))
 

@@ -9,7 +9,7 @@ import pytest
 
 from mclx.config import load_config
 from mclx.errors import ConfigError
-from mclx.labels import build_labels, check_labels_match, read_label_rows
+from mclx.train.labels import build_labels, check_labels_match, read_label_rows
 
 
 def setup(tmp_path: Path, labels: list[str], splits: list[str] | None = None) -> list[str]:
@@ -24,7 +24,7 @@ def setup(tmp_path: Path, labels: list[str], splits: list[str] | None = None) ->
 
 def labels_of(tmp_path: Path, paths: list[str], kind: str, *overrides: str) -> np.ndarray:
     config = load_config(None, ["data.labels='labels.csv'", "loss.kind='semisupcon'", *overrides])
-    rows = read_label_rows(config, tmp_path)
+    rows = read_label_rows(config, tmp_path / "labels.csv")
     return build_labels(config, rows, paths, kind).values
 
 
@@ -69,10 +69,10 @@ def test_every_target_kind(tmp_path: Path) -> None:
 def test_a_label_file_that_names_no_audio_is_refused(tmp_path: Path) -> None:
     paths = setup(tmp_path, ["a", "b"])
     config = load_config(None, ["data.labels='labels.csv'", "loss.kind='supcon'"])
-    rows = read_label_rows(config, tmp_path)
+    rows = read_label_rows(config, tmp_path / "labels.csv")
     check_labels_match(config, rows, paths)
     with pytest.raises(ConfigError, match="names a file"):
         check_labels_match(config, rows, [str(tmp_path / "other.wav")])
     (tmp_path / "labels.csv").write_text("file,tag\nx.wav,a\n")
     with pytest.raises(ConfigError, match="path,label"):
-        read_label_rows(config, tmp_path)
+        read_label_rows(config, tmp_path / "labels.csv")

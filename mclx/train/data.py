@@ -21,7 +21,7 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -69,20 +69,11 @@ class TrackCache:
         return out
 
 
-def cache_root(config: Config, base: Path | None = None) -> Path:
-    """The cache directory; a relative ``data.cache`` is taken from the config file's folder."""
-    if config.data.cache:
-        return expand_path(config.data.cache, base)
-    if os.environ.get("MCLX_CACHE"):
-        return Path(os.environ["MCLX_CACHE"]) / "train"
-    return Path.home() / ".cache" / "mclx" / "train"
-
-
-def list_audio(config: Config, base: Path | None) -> list[str]:
-    """Audio files named by ``data.audio``: directories, files, or CSV manifests with a `path` column."""
+def list_audio(config: Config, audio: Sequence[Path]) -> list[str]:
+    """Audio files named by ``data.audio`` (its items as written; ``audio``: each expanded, as the
+    plan resolved them): directories, files, or CSV manifests with a `path` column."""
     files: list[str] = []
-    for item in config.data.audio:
-        path = expand_path(item, base)
+    for item, path in zip(config.data.audio, audio, strict=True):
         if path.is_dir():
             files += walk_audio(str(path))
         elif path.suffix.lower() == ".csv" and path.is_file():

@@ -8,9 +8,9 @@ import pytest
 
 from mclx.train import run_training
 
-from .audio_fixtures import WriteAudio
+from ..audio_fixtures import WriteAudio
 
-CONFIGS = sorted((Path(__file__).parents[1] / "examples" / "configs").glob("*.toml"))
+CONFIGS = sorted((Path(__file__).parents[2] / "examples" / "configs").glob("*.toml"))
 SMALL = ["train.steps=2", "train.batch_size=4", "model.embedding_dim=16", "model.projection_dim=8",
          "model.channels=[4, 8, 8]"]  # fmt: skip
 
@@ -72,7 +72,7 @@ def test_the_default_models_recipe_runs(name: str, dev_corpus: Path, tmp_path: P
         f"{dev_corpus / 'gamesrc' / 'clips' / f'c{i}.flac'},gamesrc:game{i % 2},train" for i in range(6)
     ]
     labels.write_text("\n".join(rows) + "\n")
-    config = Path(__file__).parents[1] / "examples" / "mclx-base" / f"{name}.toml"
+    config = Path(__file__).parents[2] / "examples" / "mclx-base" / f"{name}.toml"
     small = [*SMALL[:-1], "model.channels=[4, 8]", "train.snapshot_every=1"]
     summary = run_training(str(config), str(tmp_path / "run"), False, small, quiet=True)
     assert summary["trained_steps"] == 2 and summary["tracks"] == (10 if name == "semi" else 4)

@@ -1,4 +1,5 @@
-"""A training run's directory: what `mclx train --out DIR` writes and `--resume` reads.
+"""A training run's directory: what `mclx train --out DIR` writes (``--resume`` reads it back in
+:func:`mclx.train.plan.read_state`).
 
 ``state.pt`` (model, optimiser, step, resolved config, tracks digest), ``encoder.safetensors``,
 ``snapshots/step-NNNNNN.safetensors``, ``metrics.jsonl``, ``config.toml`` (the resolved config)
@@ -19,17 +20,13 @@ from typing import Any
 import torch
 
 from mclx.checkpoint import save_encoder
-from mclx.config import Config, from_dict, resolve_paths, to_toml
-from mclx.contrastive import TrainedModel
-from mclx.errors import ConfigError, TrainingDiverged, UsageError, WeightsError, one_line
+from mclx.config import Config, to_toml
+from mclx.errors import TrainingDiverged, UsageError, one_line
 from mclx.fileio import atomic_write_bytes
 from mclx.locks import try_lock, unlock
+from mclx.train.model import TrainedModel
 
 STATE = "state.pt"
-# Keys a resumed run may change; any other difference would silently train another model.
-RESUMABLE_CHANGES = {"train.steps", "train.checkpoint_every", "train.log_every", "train.out",
-                     "train.device", "train.compile", "train.precision", "data.cache",
-                     "train.snapshot_every"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -101,33 +98,6 @@ class MetricsLog:
         if self.main:
             with open(self.path, "a") as f:
                 f.write(json.dumps(record) + "\n")
-
-
-def read_state(out: Path, config: Config, base: Path) -> dict[str, Any]:
-    """The training state to resume from, refused when the configuration has changed.
-
-    ``config`` has its paths resolved; so have the states written since DIR/config.toml records
-    absolute paths, and an older state's relative ones are resolved from ``base``."""
-    path = out / STATE
-    if not path.exists():
-        raise ConfigError(f"--resume: no checkpoint in {out} ({STATE} is missing)")
-    try:
-        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
-        saved = json.loads(state.get("config", "null"))
-    except Exception as exc:  # truncated or edited
-        raise WeightsError(f"{path}: cannot resume from it ({one_line(exc)})") from None
-    if saved is not None:
-        now = config.to_dict()
-        with contextlib.suppress(ConfigError):  # a state with other keys is compared as it is
-            saved = resolve_paths(from_dict(saved), base).to_dict()
-        changed = [f"{s}.{k}" for s in now for k in now[s] if saved.get(s, {}).get(k, now[s][k]) != now[s][k]]
-        changed = [key for key in changed if key not in RESUMABLE_CHANGES]
-        if changed:
-            raise ConfigError(
-                f"--resume: {', '.join(changed)} differ from the run in {out}; "
-                "set them back or use another --out"
-            )
-    return dict(state)
 
 
 @contextlib.contextmanager

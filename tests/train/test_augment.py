@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from mclx.augment import (
+from mclx.train.augment import (
     PITCH_SEMITONES,
     augment,
     delay,
@@ -124,7 +124,7 @@ def test_pitch_moves_a_tone_by_its_semitones_and_keeps_the_level() -> None:
 
 
 def test_pitch_an_octave_up_puts_440_hz_at_880_hz() -> None:
-    import mclx.augment as a
+    import mclx.train.augment as a
 
     t = torch.arange(RATE) / RATE
     x = 0.3 * torch.sin(2 * math.pi * 440 * t).repeat(2, 1)

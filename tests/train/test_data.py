@@ -12,10 +12,10 @@ import pytest
 import soundfile as sf
 
 import mclx.audio
-import mclx.traindata
-from mclx.traindata import build_cache
+import mclx.train.data
+from mclx.train.data import build_cache
 
-from .audio_fixtures import WriteAudio
+from ..audio_fixtures import WriteAudio
 
 RATE = 16000
 
@@ -88,7 +88,7 @@ def test_an_interrupted_fill_keeps_what_it_decoded(
     tmp_path: Path, write_audio: WriteAudio, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     files = make(write_audio, 4)
-    monkeypatch.setattr(mclx.traindata, "CHUNK_BYTES", 4 * RATE)  # a chunk is full after two tracks
+    monkeypatch.setattr(mclx.train.data, "CHUNK_BYTES", 4 * RATE)  # a chunk is full after two tracks
     seen = decoded_files(monkeypatch)
     original = mclx.audio.decode_blocks
 
@@ -137,7 +137,7 @@ def test_decoder_processes_give_the_same_tracks(
 ) -> None:
     files = [str(write_audio(f"{i}.flac", seconds=1.5, rate=44100, freq=300 + 100 * i)) for i in range(2)]
     here = build_cache(files, RATE, tmp_path / "a", 1)
-    monkeypatch.setattr(mclx.traindata, "IN_PROCESS_BYTES", 0)
+    monkeypatch.setattr(mclx.train.data, "IN_PROCESS_BYTES", 0)
     pool = build_cache(files, RATE, tmp_path / "b", 1)
     assert here.lengths.tolist() == pool.lengths.tolist() == [round(1.5 * RATE)] * 2
     for t in range(2):
@@ -154,9 +154,9 @@ def test_a_long_track_is_spilled_to_disk_while_decoded_and_cached_the_same(
 
     files = [str(write_audio("long.flac", seconds=240, rate=RATE, freq=330)), *make(write_audio, 2)]
     if in_pool:
-        monkeypatch.setattr(mclx.traindata, "IN_PROCESS_BYTES", 0)
+        monkeypatch.setattr(mclx.train.data, "IN_PROCESS_BYTES", 0)
     reference = build_cache(files, RATE, tmp_path / "ref", 1)  # in memory: 7.7 MB of int16 for 240 s
-    monkeypatch.setattr(mclx.traindata, "SPILL_BYTES", 1 << 20)
+    monkeypatch.setattr(mclx.train.data, "SPILL_BYTES", 1 << 20)
     tracemalloc.start()
     spilled = build_cache(files, RATE, tmp_path / "spilled", 1)
     peak = tracemalloc.get_traced_memory()[1]

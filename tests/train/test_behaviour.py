@@ -11,13 +11,14 @@ import torch
 from mclx.checkpoint import load_encoder
 from mclx.config import load_config
 from mclx.distributed import Rank
-from mclx.labels import build_labels, read_label_rows
 from mclx.probe import heads
 from mclx.train import make_batch, run_training, target_matrix
-from mclx.traindata import build_cache, list_audio
+from mclx.train.data import build_cache, list_audio
+from mclx.train.labels import build_labels, read_label_rows
+from mclx.train.plan import data_paths
 
-from .audio_fixtures import WriteAudio
-from .helpers import write_config
+from ..audio_fixtures import WriteAudio
+from ..helpers import write_config
 
 RATE = 16000
 TIMBRES = {"bright": 0.6, "mid": 1.2, "dark": 2.2}  # harmonic h has amplitude h ** -slope
@@ -113,8 +114,12 @@ def test_target_matrix_of_a_real_batch_equals_one_built_by_hand(
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     del truth["7.flac"]  # a test row is never a training label
     config = load_config(str(config_path), ["train.batch_size=6"])
-    cache = build_cache(list_audio(config, tmp_path), 16000, tmp_path / "cache", 1, quiet=True)
-    values = build_labels(config, read_label_rows(config, tmp_path), cache.paths, "multiclass").values
+    cache = build_cache(
+        list_audio(config, data_paths(config, tmp_path).audio), 16000, tmp_path / "cache", 1, quiet=True
+    )
+    values = build_labels(
+        config, read_label_rows(config, tmp_path / "labels.csv"), cache.paths, "multiclass"
+    ).values
     labels = torch.as_tensor(values)
     n_views = config.views.n_views
     for step in range(4):

@@ -1,6 +1,6 @@
 """`mclx train`: contrastive pretraining, read top to bottom in :func:`run_training`.
 
-What the run needs is worked out once (``mclx.trainplan``); then the loop: build the model,
+What the run needs is worked out once (:mod:`mclx.train.plan`); then the loop: build the model,
 prepare the data, restore, and for each step the step function, logging and checkpoints.
 Every random choice of step k (tracks, segment starts, augmentations) is drawn from
 generators seeded with (seed, k), so a run resumed at step k continues exactly as if it
@@ -10,6 +10,7 @@ had never stopped: on the CPU the final weights are bit-identical.
 from __future__ import annotations
 
 import contextlib
+import math
 import sys
 import time
 from collections.abc import Iterator
@@ -18,19 +19,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from mclx import losses
-from mclx.augment import chain
-from mclx.batching import batches, make_batch
-from mclx.contrastive import TrainedModel, build_model
+from mclx.config import Config
 from mclx.distributed import any_rank, mean_over_ranks
 from mclx.errors import Interrupted, TrainingDiverged, WeightsError, one_line
-from mclx.rundir import STATE, Checkpointer, MetricsLog, exclusive
-from mclx.schedule import lr_at
 from mclx.signals import stop_on_signals
-from mclx.targets import make_candidates, make_target, target_matrix
-from mclx.trainplan import TrainData, TrainPlan, make_train_plan, prepare_data
-from mclx.viewlayout import ViewLayout
-from mclx.views import effective_views
+from mclx.train import losses
+from mclx.train.augment import chain
+from mclx.train.batch import ViewLayout, batches, effective_views, make_candidates, make_target
+from mclx.train.model import TrainedModel, build_model
+from mclx.train.plan import TrainData, TrainPlan, make_train_plan, prepare_data
+from mclx.train.rundir import STATE, Checkpointer, MetricsLog, exclusive
 
 
 def run_training(
@@ -155,6 +153,16 @@ class Step:
         return loss
 
 
+def lr_at(step: int, config: Config) -> float:
+    """The learning-rate schedule, a pure function of the step: linear warm-up, then cosine decay
+    to zero."""
+    t = config.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+    return t.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
 class Progress:
     """What the loop reports: the progress bar, metrics.jsonl on logging steps, the summary, and the
     guard against a diverged loss. The first step whose loss was not finite is kept on the device
@@ -249,6 +257,3 @@ class Progress:
             print(f"mclx train: {trained} steps in {self.wall:.1f} s, final loss {self.loss_value:.4f}, "
                   f"{summary['examples_per_s']} tracks/s -> {encoder}", file=sys.stderr)  # fmt: skip
         return summary
-
-
-__all__ = ["Step", "batches", "build_model", "lr_at", "make_batch", "run_training", "target_matrix"]

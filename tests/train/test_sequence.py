@@ -17,8 +17,8 @@ from mclx.pipeline import EmbedSettings, embed
 from mclx.store import read_store
 from mclx.train import run_training
 
-from .audio_fixtures import WriteAudio
-from .helpers import write_config
+from ..audio_fixtures import WriteAudio
+from ..helpers import write_config
 
 RATE = 16000
 

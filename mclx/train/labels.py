@@ -46,9 +46,9 @@ class Labels:
         return np.flatnonzero(known).astype(np.int64)
 
 
-def read_label_rows(config: Config, base: Path | None) -> dict[str, str]:
-    """{real path: label text} of the training rows of ``data.labels``."""
-    path = expand_path(config.data.labels, base)
+def read_label_rows(config: Config, path: Path) -> dict[str, str]:
+    """{real path: label text} of the training rows of ``data.labels`` (``path``: expanded, as the
+    plan resolved it)."""
     if not path.is_file():
         raise ConfigError(f"data.labels: {config.data.labels} ({path}) does not exist")
     rows: dict[str, str] = {}

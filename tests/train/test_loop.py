@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import mclx.train
+import mclx.train.loop
 from mclx.checkpoint import read_metadata
 from mclx.config import Config, load_config
 from mclx.distributed import Rank
@@ -22,10 +22,10 @@ from mclx.errors import ConfigError, Interrupted, UsageError
 from mclx.pipeline import EmbedSettings, embed
 from mclx.store import read_store
 from mclx.train import batches, lr_at, make_batch, run_training
-from mclx.traindata import build_cache
+from mclx.train.data import build_cache
 
-from .audio_fixtures import WriteAudio
-from .helpers import run_cli, write_config
+from ..audio_fixtures import WriteAudio
+from ..helpers import run_cli, write_config
 
 
 def weights(out: Path) -> dict[str, torch.Tensor]:
@@ -41,17 +41,17 @@ def test_resumed_run_ends_with_bit_identical_weights(
     part = tmp_path / "part"
     # Ctrl-C arrives in the middle of step 5 (numbered from 0): the run finishes that step,
     # checkpoints it and stops.
-    lr = mclx.train.lr_at
+    lr = mclx.train.loop.lr_at
 
     def interrupting_lr(step: int, c: Config) -> float:
         if step == 5:
             os.kill(os.getpid(), signal.SIGINT)
         return lr(step, c)
 
-    monkeypatch.setattr(mclx.train, "lr_at", interrupting_lr)
+    monkeypatch.setattr(mclx.train.loop, "lr_at", interrupting_lr)
     with pytest.raises(Interrupted, match="after step 6"):
         run_training(config, str(part), False, [], quiet=True)
-    monkeypatch.setattr(mclx.train, "lr_at", lr)
+    monkeypatch.setattr(mclx.train.loop, "lr_at", lr)
     assert torch.load(part / "state.pt", weights_only=True)["step"] == 6
     first = run_training(config, str(part), True, [], quiet=True, stop_after=9)
     assert first["trained_steps"] == 3
@@ -282,7 +282,7 @@ def test_a_diverged_run_writes_no_non_finite_checkpoint_and_exits_1(
     import mclx.train
     from mclx.errors import TrainingDiverged
 
-    from .helpers import write_config
+    from ..helpers import write_config
 
     config = write_config(tmp_path, write_audio)  # 12 steps, checkpoints every 4, logs every 2
     real = mclx.train.losses.contrastive_loss
@@ -320,7 +320,7 @@ def test_sigterm_at_random_instants_then_resume_is_bit_identical(tmp_path: Path,
     from mclx.errors import Interrupted
     from mclx.train import run_training
 
-    from .helpers import write_config
+    from ..helpers import write_config
 
     config = str(write_config(tmp_path, write_audio))
     steps = ["train.steps=30", "train.checkpoint_every=7"]

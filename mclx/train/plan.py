@@ -1,16 +1,21 @@
 """Everything `mclx train` works out before its first step, once, in one frozen plan.
 
-Built in two stages because it must be: :func:`make_train_plan` reads the configuration, lists
-the audio, reads the labels, resolves the paths, reads the state to resume from and settles the
-ranks and the device, raising every configuration and usage error before any rank could wait on
-another; :func:`prepare_data` then decodes the tracks into the cache at the model's sample rate
-(known only once the model is built) and orders the labels as the cache orders its tracks.
+Built in two stages because it must be: :func:`make_train_plan` reads the configuration, resolves
+its data paths (here, once: everything else reads them from the plan), lists the audio, reads the
+labels, reads the state to resume from and settles the ranks and the device, raising every
+configuration and usage error before any rank could wait on another; :func:`prepare_data` then
+decodes the tracks into the cache at the model's sample rate (known only once the model is built)
+and orders the labels as the cache orders its tracks.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
+import io
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +25,55 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from mclx.config import Config, load_config, resolve_paths
+from mclx.config import Config, expand_path, from_dict, load_config
 from mclx.devices import resolve_device, resolve_precision
 from mclx.distributed import Rank, init_from_env, same_on_every_rank
-from mclx.errors import ConfigError, Interrupted, MclxError
-from mclx.labels import build_labels, check_labels_match, read_label_rows
-from mclx.rundir import read_state
+from mclx.errors import ConfigError, Interrupted, MclxError, WeightsError, one_line
 from mclx.signals import sigterm_interrupts
-from mclx.traindata import TrackCache, build_cache, cache_root, list_audio
+from mclx.train.data import TrackCache, build_cache, list_audio
+from mclx.train.labels import build_labels, check_labels_match, read_label_rows
+from mclx.train.rundir import STATE
+
+# Keys a resumed run may change; any other difference would silently train another model.
+RESUMABLE_CHANGES = {"train.steps", "train.checkpoint_every", "train.log_every", "train.out",
+                     "train.device", "train.compile", "train.precision", "data.cache",
+                     "train.snapshot_every"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DataPaths:
+    """A config's data paths, each expanded once (``~``, ``${VAR}``, relative to the config's folder):
+    what the file listing, the labels and the cache read, and what ``DIR/config.toml`` records."""
+
+    audio: tuple[Path, ...]  # data.audio's items, in order
+    labels: Path | None  # data.labels; None when it is not set
+    cache: Path  # the cache directory: data.cache, else $MCLX_CACHE/train, else ~/.cache/mclx/train
+
+    def absolute(self, config: Config) -> Config:
+        """``config`` with these paths made absolute, as ``DIR/config.toml`` records them (so that
+        the copy runs from any folder)."""
+        d = config.data
+        data = dataclasses.replace(
+            d,
+            audio=[os.path.abspath(p) if a else a for a, p in zip(d.audio, self.audio, strict=True)],
+            labels=os.path.abspath(self.labels) if d.labels and self.labels is not None else d.labels,
+            cache=os.path.abspath(self.cache) if d.cache else d.cache,
+        )
+        return dataclasses.replace(config, data=data)
+
+
+def data_paths(config: Config, base: Path | None) -> DataPaths:
+    """The data paths of ``config``, relative ones taken from ``base`` (the config file's folder)."""
+    d = config.data
+    audio = tuple(expand_path(item, base) for item in d.audio)
+    labels = expand_path(d.labels, base) if d.labels else None
+    if d.cache:
+        cache = expand_path(d.cache, base)
+    elif os.environ.get("MCLX_CACHE"):
+        cache = Path(os.environ["MCLX_CACHE"]) / "train"
+    else:
+        cache = Path.home() / ".cache" / "mclx" / "train"
+    return DataPaths(audio, labels, cache)
 
 
 @dataclass(frozen=True)
@@ -35,10 +81,10 @@ class TrainPlan:
     config: Config  # as loaded, overrides applied
     resolved: Config  # paths made absolute: what DIR/config.toml, the state and the encoder record
     base: Path  # the config file's folder, against which its relative paths are read
+    paths: DataPaths  # the data paths, resolved once
     out: Path
     files: tuple[str, ...]  # the audio files listed by data.audio
     label_rows: dict[str, str] | None  # path -> label, for the losses that take labels
-    cache_dir: Path
     rank: Rank
     device: torch.device
     amp: bool  # bf16 autocast
@@ -77,11 +123,13 @@ def make_train_plan(
     out = Path(out_dir or config.train.out or f"runs/{Path(config_path).stem}")
     if config.train.batch_size < 2:
         raise ConfigError("train.batch_size must be at least 2 (a contrastive batch needs negatives)")
-    files = list_audio(config, base)
-    label_rows = read_label_rows(config, base) if config.loss.kind in ("supcon", "semisupcon") else None
-    if label_rows is not None:
+    paths = data_paths(config, base)
+    files = list_audio(config, paths.audio)
+    label_rows = None
+    if config.loss.kind in ("supcon", "semisupcon") and paths.labels is not None:
+        label_rows = read_label_rows(config, paths.labels)
         check_labels_match(config, label_rows, files)
-    resolved = resolve_paths(config, base)
+    resolved = paths.absolute(config)
     state = read_state(out, resolved, base) if resume else None
     flag = "train.device"
     rank = init_from_env(resolve_device(config.train.device, Rank().local, flag=flag).type)
@@ -92,8 +140,36 @@ def make_train_plan(
     device = resolve_device(config.train.device, rank.local, flag=flag)
     amp = resolve_precision(config.train.precision, device.type) == "bf16"
     end = min(config.train.steps, stop_after) if stop_after is not None else config.train.steps
-    return TrainPlan(config, resolved, base, out, tuple(files), label_rows, cache_root(config, base), rank,
-                     device, amp, state, end, quiet)  # fmt: skip
+    return TrainPlan(config, resolved, base, paths, out, tuple(files), label_rows, rank, device, amp, state,
+                     end, quiet)  # fmt: skip
+
+
+def read_state(out: Path, config: Config, base: Path) -> dict[str, Any]:
+    """The training state to resume from, refused when the configuration has changed.
+
+    ``config`` has its paths resolved; so have the states written since DIR/config.toml records
+    absolute paths, and an older state's relative ones are resolved from ``base``."""
+    path = out / STATE
+    if not path.exists():
+        raise ConfigError(f"--resume: no checkpoint in {out} ({STATE} is missing)")
+    try:
+        state = torch.load(io.BytesIO(path.read_bytes()), map_location="cpu", weights_only=True)
+        saved = json.loads(state.get("config", "null"))
+    except Exception as exc:  # truncated or edited
+        raise WeightsError(f"{path}: cannot resume from it ({one_line(exc)})") from None
+    if saved is not None:
+        now = config.to_dict()
+        with contextlib.suppress(ConfigError):  # a state with other keys is compared as it is
+            old = from_dict(saved)
+            saved = data_paths(old, base).absolute(old).to_dict()
+        changed = [f"{s}.{k}" for s in now for k in now[s] if saved.get(s, {}).get(k, now[s][k]) != now[s][k]]
+        changed = [key for key in changed if key not in RESUMABLE_CHANGES]
+        if changed:
+            raise ConfigError(
+                f"--resume: {', '.join(changed)} differ from the run in {out}; "
+                "set them back or use another --out"
+            )
+    return dict(state)
 
 
 def prepare_data(plan: TrainPlan, rate: int) -> TrainData:
@@ -103,7 +179,7 @@ def prepare_data(plan: TrainPlan, rate: int) -> TrainData:
     try:
         with sigterm_interrupts():
             min_samples = round(config.data.min_track_s * rate)
-            cache = build_cache(list(plan.files), rate, plan.cache_dir, min_samples, not plan.report)
+            cache = build_cache(list(plan.files), rate, plan.paths.cache, min_samples, not plan.report)
     except KeyboardInterrupt:
         raise Interrupted(
             "interrupted while decoding into the cache; the next run keeps what was done"
@@ -113,7 +189,7 @@ def prepare_data(plan: TrainPlan, rate: int) -> TrainData:
     if plan.report:
         size = 2 * int(cache.lengths.sum())
         print(f"mclx train: {len(cache.paths)} tracks, {size / 2**30:.2f} GiB of {rate} Hz audio in the "
-              f"cache {plan.cache_dir / f'{rate}hz'}", file=sys.stderr)  # fmt: skip
+              f"cache {plan.paths.cache / f'{rate}hz'}", file=sys.stderr)  # fmt: skip
     if len(cache.lengths) < 2:
         raise ConfigError(f"data.audio: fewer than two usable tracks ({len(cache.skipped)} skipped)")
     tracks = hashlib.sha1("\n".join(cache.paths).encode()).hexdigest()

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mclx.losses import (
+from mclx.train.losses import (
     contrastive_loss,
     cpc_loss,
     multiclass_target,
@@ -179,7 +179,7 @@ def test_intra_track_negatives_equal_a_per_anchor_loop_over_the_tracks_other_seg
     )
     # through the configured target: the same matrices
     from mclx.config import load_config
-    from mclx.targets import make_candidates, make_target
+    from mclx.train.batch import make_candidates, make_target
 
     config = load_config(None, ["loss.negatives='intra-track'", "loss.intra_track_segments=3",
                                 "train.batch_size=6"])  # fmt: skip
