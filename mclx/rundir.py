@@ -18,12 +18,12 @@ from typing import Any
 
 import torch
 
-from mclx.checkpoint import save_encoder
 from mclx.config import Config, from_dict, resolve_paths, to_toml
 from mclx.contrastive import TrainedModel
 from mclx.errors import ConfigError, TrainingDiverged, UsageError, WeightsError, one_line
 from mclx.fileio import atomic_write_bytes
 from mclx.locks import try_lock, unlock
+from mclx.models.checkpoint import save_encoder
 
 STATE = "state.pt"
 # Keys a resumed run may change; any other difference would silently train another model.

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from mclx.audio import decode_blocks
 from mclx.errors import DecodeError
 from mclx.resample import TorchStreamResampler as StreamResampler
-from mclx.windows import WindowCutter, window_starts
+from mclx.embed.windows import WindowCutter, window_starts
 
 RATES = [8000, 16000, 22050, 44100, 48000]
 

@@ -8,7 +8,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from mclx.checkpoint import load_encoder
+from mclx.models.checkpoint import load_encoder
 from mclx.config import load_config
 from mclx.distributed import Rank
 from mclx.labels import build_labels, read_label_rows

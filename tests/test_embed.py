@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mclx.pipeline import EmbedSettings, embed
+from mclx.embed import EmbedSettings, embed
 from mclx.store import merge_stores, read_store
 
 from .audio_fixtures import FORMATS, WriteAudio
@@ -325,7 +325,7 @@ def test_an_interrupted_overwrite_run_resumes_with_or_without_the_flag(
     import signal
 
     from mclx.errors import Interrupted
-    from mclx.pipeline import embed
+    from mclx.embed import embed
     from mclx.store import read_attrs
 
     from .helpers import assert_same_store, settings
@@ -353,7 +353,7 @@ def test_an_interrupted_overwrite_run_resumes_with_or_without_the_flag(
 def test_a_store_holds_this_runs_inputs_in_order_then_earlier_rows(tmp_path: Path, write_audio) -> None:
     """The store's rows: this run's inputs in input order, then an earlier run's other rows; with
     --overwrite, only this run's (an outside review's defect 8)."""
-    from mclx.pipeline import embed
+    from mclx.embed import embed
     from mclx.store import read_store
 
     from .helpers import settings

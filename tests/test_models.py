@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from mclx.checkpoint import load_encoder, read_metadata, save_encoder
+from mclx.models.checkpoint import load_encoder, read_metadata, save_encoder
 from mclx.errors import UsageError, WeightsError
 from mclx.fileio import sha256_file
 from mclx.models import build_encoder

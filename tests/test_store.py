@@ -83,18 +83,18 @@ def test_info_counts_a_million_segment_rows_without_reading_embeddings(
 def test_a_resume_reads_only_the_keys_of_the_earlier_store(
     write_audio, tmp_path: Path, reads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mclx import pipeline
+    from mclx.embed import local, run
 
     files = [str(write_audio(f"{i}.wav", seconds=2.0, freq=200 + 50 * i)) for i in range(4)]
     out = str(tmp_path / "o.h5")
-    pipeline.embed(files[:3], out, settings(level="both"))
+    run.embed(files[:3], out, settings(level="both"))
     before_loop: list[str] = []
-    loop = pipeline.EmbedRun.loop
+    loop = local.LocalEngine.run
     monkeypatch.setattr(
-        pipeline.EmbedRun, "loop", lambda self, *a: (before_loop.extend(reads), loop(self, *a))[1]
+        local.LocalEngine, "run", lambda self, *a: (before_loop.extend(reads), loop(self, *a))[1]
     )
     reads.clear()
-    summary = pipeline.embed(files, out, settings(level="both"))
+    summary = run.embed(files, out, settings(level="both"))
     assert (summary.skipped, summary.ok) == (3, 4)
     assert before_loop, "the earlier store was not read at all: the spy proves nothing"
     assert not {"/global", "/segments/embedding"} & set(before_loop)
@@ -103,18 +103,18 @@ def test_a_resume_reads_only_the_keys_of_the_earlier_store(
 def test_finished_files_leave_memory_once_journaled(
     write_audio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mclx import pipeline
+    from mclx.embed import ledger, run
 
     files = [str(write_audio(f"{i}.wav", seconds=2.0, freq=200 + 50 * i)) for i in range(6)]
     held: list[int] = []
-    journal = pipeline.EmbedRun._journal
+    journal = ledger.Ledger.write_journal
 
     def check(self):  # type: ignore[no-untyped-def]
         journal(self)
         held.append(sum(r is not None and r.segments is not None for r in self.records))
 
-    monkeypatch.setattr(pipeline.EmbedRun, "_journal", check)
-    summary = pipeline.embed(files, str(tmp_path / "o.h5"), settings(level="both", batch_size=1))
+    monkeypatch.setattr(ledger.Ledger, "write_journal", check)
+    summary = run.embed(files, str(tmp_path / "o.h5"), settings(level="both", batch_size=1))
     assert summary.ok == 6 and held
     assert max(held) == 0
 

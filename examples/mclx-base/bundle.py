@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mclx.checkpoint import read_metadata
+from mclx.models.checkpoint import read_metadata
 from mclx.fileio import sha256_file
 
 ROOT = Path(__file__).resolve().parents[2]
