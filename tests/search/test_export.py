@@ -13,7 +13,7 @@ import pytest
 from mclx.search.export import export_parquet
 from mclx.store import read_attrs, read_store
 
-from .stores import make_store
+from ..stores import make_store
 
 pq = pytest.importorskip("pyarrow.parquet")
 

@@ -20,8 +20,8 @@ from mclx.search import rows as searchrows
 from mclx.search import similarity
 from mclx.errors import UsageError
 
-from .audio_fixtures import WriteAudio
-from .stores import make_store
+from ..audio_fixtures import WriteAudio
+from ..stores import make_store
 
 
 def reference(db: np.ndarray, q: np.ndarray, k: int, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

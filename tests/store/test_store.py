@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mclx.cli import app
 from mclx.store import FileRecord, write_store
 
-from .helpers import run_cli, settings
+from ..helpers import run_cli, settings
 
 
 @pytest.fixture
@@ -147,7 +147,7 @@ def test_info_prints_paths_with_brackets_verbatim(tmp_path: Path) -> None:
 def test_fingerprint_written_at_commit_equals_the_one_computed_from_an_older_store(tmp_path: Path) -> None:
     from mclx.store import FINGERPRINT, store_fingerprint
 
-    from .stores import make_store
+    from ..stores import make_store
 
     x = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
     make_store(tmp_path / "s.h5", x, failed=(7,), segments=2)
@@ -181,7 +181,7 @@ def test_matrix_rows_at_any_positions_equal_hdf5_reads(tmp_path: Path, layout: s
 def test_the_store_keeps_the_mean_of_its_embedded_rows_and_a_merge_recomputes_it(tmp_path: Path) -> None:
     from mclx.store import merge_stores, store_mean
 
-    from .stores import make_store
+    from ..stores import make_store
 
     rng = np.random.default_rng(7)
     x = rng.standard_normal((30, 6)).astype(np.float32)
