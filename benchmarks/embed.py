@@ -131,8 +131,8 @@ def bench_model(
     import torch
 
     from mclx.devices import resolve_device, resolve_precision
-    from mclx.models.registry import load_model
     from mclx.embed.windows import window_starts
+    from mclx.models.registry import load_model
 
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev.type)
@@ -164,8 +164,8 @@ def bench_naive(paths: list[str], model: str, device: str, out: Path) -> float:
 
     from mclx.audio import mix_weights
     from mclx.devices import resolve_device
-    from mclx.models.registry import load_model
     from mclx.embed.windows import window_starts
+    from mclx.models.registry import load_model
 
     dev = resolve_device(device)
     enc = load_model(model).encoder.to(dev).eval()
@@ -238,8 +238,8 @@ def main() -> None:
 
     from mclx.decoders import default_workers
     from mclx.devices import resolve_device
-    from mclx.inputs import walk_audio
     from mclx.embed import EmbedSettings, embed
+    from mclx.inputs import walk_audio
 
     dev = resolve_device(args.device)
     workers = args.workers or default_workers()

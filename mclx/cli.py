@@ -1,4 +1,4 @@
-"""The mclx command line: parse flags, call the library, map errors to exit codes.
+"""The mclx command line: parse flags, make one library call per command, print its result.
 
 Exit codes: 0 success, 1 finished with failed inputs, 2 usage/config/input error,
 130 interrupted. Heavy modules are imported inside the commands so that
@@ -16,7 +16,7 @@ import typer
 
 from mclx import __version__
 from mclx.errors import UsageError
-from mclx.exits import leave, run_app
+from mclx.exits import exit_status, leave
 from mclx.formats import formats_help
 
 if TYPE_CHECKING:
@@ -373,9 +373,16 @@ def probe(
 def main() -> NoReturn:
     """Run the command line; raise SystemExit with its status (domain errors end in one line and
     their exit code). For callers inside another program, such as tests: the process lives on."""
-    sys.exit(run_app(app))
+    sys.exit(_run_app())
 
 
 def console() -> NoReturn:
     """The `mclx` program (console script and ``python -m mclx``): :func:`main`, then the fast exit."""
-    leave(run_app(app))
+    leave(_run_app())
+
+
+def _run_app() -> int:
+    """Run the command; return its exit status (:func:`mclx.exits.exit_status`)."""
+    with exit_status() as status:
+        app()
+    return status.code

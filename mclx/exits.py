@@ -7,38 +7,44 @@ Exit codes: 0 success, 1 finished with failed inputs, 2 usage/config/input error
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import NoReturn
 
 from mclx.errors import MclxError
 
 
-def run_app(app: Callable[[], Any]) -> int:
-    """Run the command; return its exit status (other exceptions propagate with their traceback).
+@dataclass
+class Status:
+    """A command's exit status, set when its ``with exit_status()`` block ends."""
 
-    SIGTERM stops a command as Ctrl-C does, whatever it is doing (exit 130); the embed and train
-    loops catch both themselves to finish the batch in flight first."""
+    code: int = 0
+
+
+@contextmanager
+def exit_status() -> Iterator[Status]:
+    """Run the block (a command) and set its exit status (other exceptions propagate with their
+    traceback). SIGTERM stops a command as Ctrl-C does, whatever it is doing (exit 130); the embed
+    and train loops catch both themselves to finish the batch in flight first."""
     from mclx.signals import sigterm_interrupts
 
+    status = Status()
     with sigterm_interrupts():
-        return _run_commands(app)
-
-
-def _run_commands(app: Callable[[], Any]) -> int:
-    try:
-        app()  # click's standalone mode ends every command with SystemExit
-    except SystemExit as done:
-        if done.code is None or isinstance(done.code, int):
-            return done.code or 0
-        print(done.code, file=sys.stderr)
-        return 1
-    except MclxError as exc:
-        print(f"mclx: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("mclx: interrupted", file=sys.stderr)
-        return 130
-    return 0
+        try:
+            yield status  # click's standalone mode ends every command with SystemExit
+        except SystemExit as done:
+            if done.code is None or isinstance(done.code, int):
+                status.code = done.code or 0
+            else:
+                print(done.code, file=sys.stderr)
+                status.code = 1
+        except MclxError as exc:
+            print(f"mclx: error: {exc}", file=sys.stderr)
+            status.code = exc.exit_code
+        except KeyboardInterrupt:
+            print("mclx: interrupted", file=sys.stderr)
+            status.code = 130
 
 
 def leave(status: int) -> NoReturn:

@@ -8,10 +8,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from mclx.models.checkpoint import load_encoder
 from mclx.config import load_config
 from mclx.distributed import Rank
 from mclx.labels import build_labels, read_label_rows
+from mclx.models.checkpoint import load_encoder
 from mclx.probe import heads
 from mclx.train import make_batch, run_training, target_matrix
 from mclx.traindata import build_cache, list_audio

@@ -15,11 +15,11 @@ import torch
 from safetensors.torch import load_file
 
 import mclx.train
-from mclx.models.checkpoint import read_metadata
 from mclx.config import Config, load_config
 from mclx.distributed import Rank
-from mclx.errors import ConfigError, Interrupted, UsageError
 from mclx.embed import EmbedSettings, embed
+from mclx.errors import ConfigError, Interrupted, UsageError
+from mclx.models.checkpoint import read_metadata
 from mclx.store import read_store
 from mclx.train import batches, lr_at, make_batch, run_training
 from mclx.traindata import build_cache

@@ -85,6 +85,7 @@ class Ledger:
         self.interrupted = False  # a signal stopped the engine: the run ends in Interrupted
         self.stopped_early = False  # --fail-fast met a failure: the journal is kept
         self._last_journal = 0.0  # when the journal was last written (monotonic seconds)
+        self._started = 0.0  # when the engine began (monotonic seconds)
         self._bar: Any = None
 
     @property
@@ -101,7 +102,7 @@ class Ledger:
             return False
         from tqdm import tqdm
 
-        self._last_journal = time.monotonic()
+        self._last_journal = self._started = time.monotonic()
         self._bar = tqdm(
             total=len(self.todo),
             unit="file",
@@ -111,10 +112,11 @@ class Ledger:
         )
         return True
 
-    def tick(self, postfix: Callable[[float], str] | None = None) -> bool:
+    def tick(self, realtime: bool = False) -> bool:
         """What every engine does after each step: False when --fail-fast met a failure (the
         engine stops); else journals every JOURNAL_EVERY_S and, when files finished, advances the
-        bar (its postfix from ``postfix(now)``) and reports the summary to ``on_progress``."""
+        bar (with the audio done and its speed when ``realtime``) and reports the summary to
+        ``on_progress``."""
         if self.settings.fail_fast and self.summary.failed:
             self.stopped_early = True
             return False
@@ -124,8 +126,10 @@ class Ledger:
             self._last_journal = now
         done = self.finished - self._bar.n
         if done:
-            if postfix is not None:
-                self._bar.set_postfix_str(postfix(now))
+            if realtime:
+                audio_s = self.summary.audio_s
+                rate = audio_s / (now - self._started)
+                self._bar.set_postfix_str(f"{audio_s / 3600:.2f} h audio, {rate:.0f}x realtime")
             self._bar.update(done)
             if self.on_progress is not None:
                 self.on_progress(self.summary)

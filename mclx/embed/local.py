@@ -8,7 +8,6 @@ come back while the next one runs. Finished files go to the :class:`~mclx.embed.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,12 +83,6 @@ class _Loop:
 
         ledger, plan = self.ledger, self.plan
         threads = torch.get_num_threads()
-        t0 = time.monotonic()
-
-        def realtime(now: float) -> str:
-            audio_s = ledger.summary.audio_s
-            return f"{audio_s / 3600:.2f} h audio, {audio_s / (now - t0):.0f}x realtime"
-
         timeout = plan.settings.decode_timeout_s
         pool = DecoderPool(
             ledger.files, ledger.todo, plan.workers, timeout_s=timeout, resample_to=plan.resample_to
@@ -107,7 +100,7 @@ class _Loop:
                     self._drain()  # waiting for decoders anyway: take in the last batch first
                     for event in pool.poll(timeout=0.2) if pool.busy else []:
                         self._handle(event)
-                if not ledger.tick(realtime):
+                if not ledger.tick(realtime=True):
                     break
         finally:
             torch.set_num_threads(threads)

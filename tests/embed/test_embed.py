@@ -324,8 +324,8 @@ def test_an_interrupted_overwrite_run_resumes_with_or_without_the_flag(
     import os
     import signal
 
-    from mclx.errors import Interrupted
     from mclx.embed import embed
+    from mclx.errors import Interrupted
     from mclx.store import read_attrs
 
     from ..helpers import assert_same_store, settings

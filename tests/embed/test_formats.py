@@ -12,8 +12,8 @@ import pytest
 import soundfile as sf
 
 from mclx.audio import decode_blocks
-from mclx.errors import DecodeError
 from mclx.embed import EmbedSettings, embed
+from mclx.errors import DecodeError
 from mclx.store import read_store
 
 from ..audio_fixtures import ENCODED, RATE, music_like, write_encoded

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from mclx.inputs import walk_audio
 from mclx.embed import EmbedSettings, embed
+from mclx.inputs import walk_audio
 from mclx.ray import Embedder, RaySettings, embed_on_ray
 from mclx.ray.engine import ACTOR_EXIT_HOOK
 from mclx.store import read_store

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mclx.inputs import expand_inputs, walk_audio
 from mclx.embed import EmbedSettings, embed
+from mclx.inputs import expand_inputs, walk_audio
 from mclx.store import read_store
 
 from ..audio_fixtures import WriteAudio, tone

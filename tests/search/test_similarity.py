@@ -15,10 +15,10 @@ import h5py
 import numpy as np
 import pytest
 
+from mclx.errors import UsageError
 from mclx.search import index as searchindex
 from mclx.search import rows as searchrows
 from mclx.search import similarity
-from mclx.errors import UsageError
 
 from ..audio_fixtures import WriteAudio
 from ..stores import make_store
