@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mclx.errors import UsageError
+from mclx.errors import UsageError, WeightsError
 from mclx.search import index as searchindex
 from mclx.search.index import index_path, require_faiss
 from mclx.search.rows import Rows
@@ -68,6 +68,8 @@ def query_plan(rows: Rows, path: str, device: str) -> EmbedPlan:
     try:
         plan = make_plan(settings)
     except UsageError as exc:
+        if not (isinstance(exc, WeightsError) or str(exc).startswith("--model")):
+            raise  # --device or --precision: about this machine, not the store's model
         raise UsageError(f"{path}: cannot embed it with the store's model {a['model']} ({exc})") from None
     if plan.attrs["model_sha256"] != a.get("model_sha256"):
         raise UsageError(
