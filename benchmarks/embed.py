@@ -131,8 +131,8 @@ def bench_model(
     import torch
 
     from mclx.devices import resolve_device, resolve_precision
+    from mclx.embed.windows import window_starts
     from mclx.models.registry import load_model
-    from mclx.windows import window_starts
 
     dev = resolve_device(device)
     prec = resolve_precision(precision, dev.type)
@@ -164,8 +164,8 @@ def bench_naive(paths: list[str], model: str, device: str, out: Path) -> float:
 
     from mclx.audio import mix_weights
     from mclx.devices import resolve_device
+    from mclx.embed.windows import window_starts
     from mclx.models.registry import load_model
-    from mclx.windows import window_starts
 
     dev = resolve_device(device)
     enc = load_model(model).encoder.to(dev).eval()
@@ -191,7 +191,7 @@ def bench_ray(paths: list[str], args: argparse.Namespace, batch: int, workers: i
     from the run, which includes starting the actors and loading the model in each."""
     import ray
 
-    from mclx.pipeline import EmbedSettings
+    from mclx.embed import EmbedSettings
     from mclx.ray import RaySettings, embed_on_ray
 
     t0 = time.perf_counter()
@@ -238,8 +238,8 @@ def main() -> None:
 
     from mclx.decoders import default_workers
     from mclx.devices import resolve_device
+    from mclx.embed import EmbedSettings, embed
     from mclx.inputs import walk_audio
-    from mclx.pipeline import EmbedSettings, embed
 
     dev = resolve_device(args.device)
     workers = args.workers or default_workers()

@@ -70,7 +70,7 @@ def make_files(root: Path) -> list[str]:
 
 
 def check_embed(paths: list[str], model: str, device: str, precision: str, tmp: Path) -> dict[str, object]:
-    from mclx.pipeline import EmbedSettings, embed
+    from mclx.embed import EmbedSettings, embed
     from mclx.store import read_store
 
     runs = {}

@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mclx.checkpoint import load_encoder
+from mclx.embed.windows import window_starts
 from mclx.fileio import sha256_file
 from mclx.models.base import Encoder
+from mclx.models.checkpoint import load_encoder
 from mclx.models.registry import load_model
 from mclx.probe import heads
 from mclx.probe.tasks import load_task
 from mclx.train.data import TrackCache, build_cache
-from mclx.windows import window_starts
 
 TASKS = ("notes", "genre", "gamesrc")
 

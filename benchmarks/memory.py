@@ -70,7 +70,7 @@ def children(pid: int) -> list[int]:
 
 def measure(path: Path, out: Path, model: str, device: str) -> dict[str, float]:
     code = (
-        "import sys, json, torch; from mclx.pipeline import EmbedSettings, embed\n"
+        "import sys, json, torch; from mclx.embed import EmbedSettings, embed\n"
         f"s = embed([{str(path)!r}], {str(out)!r}, EmbedSettings(model={model!r}, device={device!r}, "
         "level='both', quiet=True, overwrite=True))\n"
         "gpu = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else 0.0\n"
@@ -132,7 +132,7 @@ def measure_library(folder: Path, out: Path, model: str, device: str) -> float:
     code = (
         "import json, resource, sys\n"
         "from mclx.inputs import walk_audio\n"
-        "from mclx.pipeline import EmbedSettings, embed\n"
+        "from mclx.embed import EmbedSettings, embed\n"
         "if __name__ == '__main__':\n"
         f"    files = walk_audio({str(folder)!r})\n"
         f"    embed(files, {str(out)!r}, EmbedSettings(model={model!r}, device={device!r}, level='both',"

@@ -170,7 +170,7 @@ def main() -> None:
     ap.add_argument("--store", default="", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.build:  # a child: one index build in this process
-        from mclx.similarity import build_index
+        from mclx.search.similarity import build_index
 
         build_index(args.store, kind=args.build)
         return

@@ -11,21 +11,23 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "embed": "mclx.pipeline",
-    "EmbedSettings": "mclx.pipeline",
+    "EmbedSettings": "mclx.embed.plan",
     "load_model": "mclx.models.registry",
     "read_store": "mclx.store",
     "merge_stores": "mclx.store",
-    "search": "mclx.similarity",
-    "build_index": "mclx.similarity",
-    "export_parquet": "mclx.export",
+    "build_index": "mclx.search.similarity",
+    "export_parquet": "mclx.search.export",
 }
+# Packages that are also functions: ``mclx.embed(...)`` and ``mclx.search(...)`` call them.
+_CALLABLE_PACKAGES = ("embed", "search")
 
 
 def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _CALLABLE_PACKAGES:
+        return importlib.import_module(f"mclx.{name}")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'mclx' has no attribute {name!r}")
-    import importlib
-
     return getattr(importlib.import_module(module), name)

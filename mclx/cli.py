@@ -1,4 +1,4 @@
-"""The mclx command line: parse flags, call the library, map errors to exit codes.
+"""The mclx command line: parse flags, make one library call per command, print its result.
 
 Exit codes: 0 success, 1 finished with failed inputs, 2 usage/config/input error,
 130 interrupted. Heavy modules are imported inside the commands so that
@@ -10,13 +10,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
 from mclx import __version__
-from mclx.errors import MclxError, UsageError
+from mclx.errors import UsageError
+from mclx.exits import exit_status, leave
 from mclx.formats import formats_help
+
+if TYPE_CHECKING:
+    from mclx.embed.ledger import EmbedSummary
 
 app = typer.Typer(
     add_completion=False,
@@ -91,58 +95,25 @@ def embed(
     quiet: Quiet = False,
 ) -> None:
     """Embed audio into an HDF5 store (resumable, fault-tolerant, shardable)."""
-    from collections import Counter
+    from mclx.embed.command import embed_inputs
+    from mclx.embed.plan import EmbedSettings
 
-    from mclx.inputs import check_output_writable, expand_inputs, parse_shard, skipped_summary
-    from mclx.pipeline import EmbedSettings, embed_part
-
-    check_output_writable(output)
-    if engine not in ("local", "ray"):
-        raise UsageError(f"--engine {engine}: expected local or ray")
-    if engine == "local" and (ray_address is not None or ray_actors is not None):
-        raise UsageError("--ray-address and --ray-actors need --engine ray")
-    if engine == "ray":
-        from mclx.distributed import torchrun_rank
-        from mclx.ray import require_ray
-
-        require_ray()
-        if shard is None and torchrun_rank() is not None:
-            raise UsageError("--engine ray runs one driver for the whole cluster, not under torchrun")
-    shard_spec = parse_shard(shard)
-    skipped: Counter[str] = Counter()
-    every = expand_inputs(inputs, null=null, skipped=skipped)
-    note = skipped_summary(skipped)
-    if not every:  # nothing to embed is not success, and leaves no store behind
-        raise UsageError(
-            f"no audio files in the inputs{f' ({note})' if note else ''}; reads: {formats_help()}"
-        )
-    if note:
-        _log(f"mclx: {note}", quiet)
     settings = EmbedSettings(
-        model=model,
-        level=level,
-        window_s=window,
-        hop_s=hop,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        workers=workers,
-        resample_in=resample_in,
-        overwrite=overwrite,
-        fail_fast=fail_fast,
-        quiet=quiet,
-    )
-    if engine == "ray":
-        from mclx.inputs import select_shard
-        from mclx.ray import RaySettings, embed_on_ray
+        model=model, level=level, window_s=window, hop_s=hop, batch_size=batch_size, device=device,
+        precision=precision, workers=workers, resample_in=resample_in, overwrite=overwrite,
+        fail_fast=fail_fast, quiet=quiet,
+    )  # fmt: skip
+    summary = embed_inputs(
+        inputs, output, settings, null=null, shard=shard, engine=engine, ray_address=ray_address,
+        ray_actors=ray_actors, argv=sys.argv[1:], log=lambda line: _log(line, quiet),
+    )  # fmt: skip
+    _report_embed(summary, output, as_json, quiet)
+    if summary.failed:
+        raise typer.Exit(1)
 
-        ray_settings = RaySettings(address=ray_address, actors=ray_actors)
-        summary = embed_on_ray(
-            select_shard(every, shard_spec), output, settings, ray_settings, argv=sys.argv[1:]
-        )
-    else:
-        # Under torchrun (and without --shard) each rank embeds its shard; rank 0 merges them into OUTPUT.
-        summary = embed_part(every, output, settings, shard_spec, argv=sys.argv[1:])
+
+def _report_embed(summary: EmbedSummary, output: str, as_json: bool, quiet: bool) -> None:
+    """The run's summary: JSON on stdout with --json, lines on stderr (warnings even with --quiet)."""
     for warning in summary.warnings:  # not silenced by --quiet: work was lost and redone
         print(f"mclx: warning: {warning}", file=sys.stderr)
     if summary.merged_rows is not None:
@@ -159,8 +130,6 @@ def embed(
         _log(f"  failed: {path}: {error}", quiet)
     if len(summary.failures) > 20:
         _log(f"  ... and {len(summary.failures) - 20} more (mclx info {output})", quiet)
-    if summary.failed:
-        raise typer.Exit(1)
 
 
 @app.command()
@@ -225,7 +194,7 @@ def search(
 ) -> None:
     """Files or moments of the store that sound like the queries (cosine similarity of the
     embeddings minus the store's mean; --raw: of the embeddings as stored)."""
-    from mclx.similarity import search as find
+    from mclx.search.similarity import search as find
 
     names: list[str] = []
     for q in queries:
@@ -255,7 +224,7 @@ def index(
     quiet: Quiet = False,
 ) -> None:
     """Build the approximate-search (FAISS) index next to the store."""
-    from mclx.similarity import build_index, index_path
+    from mclx.search.similarity import build_index, index_path
 
     level = _level(level)
     meta = build_index(store, level, centred=not raw)
@@ -272,8 +241,8 @@ def export(
     quiet: Quiet = False,
 ) -> None:
     """Write the store as a Parquet table (pandas, Polars, DuckDB, Ray)."""
-    from mclx.export import export_parquet
     from mclx.inputs import check_output_writable
+    from mclx.search.export import export_parquet
 
     check_output_writable(output)
     level = _level(level)
@@ -302,21 +271,9 @@ def models(
     as_json: Json = False,
 ) -> None:
     """List the built-in and bundled models."""
-    from mclx.models.registry import BUILTIN, default_model_name, read_manifest, verify_bundled
+    from mclx.models.registry import model_table
 
-    manifest = read_manifest()
-    default = default_model_name()
-    rows: list[dict[str, Any]] = [
-        {"name": name, "kind": "built-in", "default": name == default} for name in BUILTIN
-    ]
-    rows += [{**m, "kind": "bundled", "default": m["name"] == default} for m in manifest["models"]]
-    rows += [
-        {"name": f"random-{m['name']}", "kind": "random twin", "default": False} for m in manifest["models"]
-    ]
-    checks = {name: (ok, msg) for name, ok, msg in verify_bundled()} if verify else {}
-    for row in rows:
-        if row["name"] in checks:
-            row["verified"], row["verify_message"] = checks[row["name"]]
+    rows = model_table(verify)
     if as_json:
         print(json.dumps(rows))
     else:
@@ -324,7 +281,7 @@ def models(
             mark = "*" if row["default"] else " "
             extra = f"  sha256 {row['verify_message']}" if "verified" in row else ""
             print(f"{mark} {row['name']:<20} {row['kind']}{extra}")
-    if any(not ok for ok, _ in checks.values()):
+    if any(not row.get("verified", True) for row in rows):
         raise typer.Exit(2)
 
 
@@ -393,7 +350,6 @@ def probe(
     quiet: Quiet = False,
 ) -> None:
     """Linear and MLP probes of embeddings on a labelled task, with paired comparisons."""
-    from mclx.errors import UsageError
     from mclx.probe import ProbeSettings, run_probe
 
     pairs = []
@@ -422,61 +378,11 @@ def main() -> NoReturn:
 
 def console() -> NoReturn:
     """The `mclx` program (console script and ``python -m mclx``): :func:`main`, then the fast exit."""
-    _leave(_run_app())
+    leave(_run_app())
 
 
 def _run_app() -> int:
-    """Run the command; return its exit status (other exceptions propagate with their traceback).
-
-    SIGTERM stops a command as Ctrl-C does, whatever it is doing (exit 130); the embed and train
-    loops catch both themselves to finish the batch in flight first."""
-    from mclx.signals import sigterm_interrupts
-
-    with sigterm_interrupts():
-        return _run_commands()
-
-
-def _run_commands() -> int:
-    try:
-        app()  # click's standalone mode ends every command with SystemExit
-    except SystemExit as done:
-        if done.code is None or isinstance(done.code, int):
-            return done.code or 0
-        print(done.code, file=sys.stderr)
-        return 1
-    except MclxError as exc:
-        print(f"mclx: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("mclx: interrupted", file=sys.stderr)
-        return 130
-    return 0
-
-
-def _leave(status: int) -> NoReturn:
-    """Exit with ``status``, skipping native library teardown once torch is loaded.
-
-    By then every store is closed and renamed. What remains at interpreter exit is the static
-    destructors of torch's native libraries: with the CUDA build they fault ~115 MiB of
-    libcublasLt/libcusparseLt code into memory and take about half a second, even on a machine
-    without a GPU. So: flush the standard streams, run the atexit handlers (multiprocessing,
-    temporary files, torch's own), then end the process. Without torch, or with a non-daemon
-    thread still running, the exit is Python's usual one (an interrupt takes the fast exit too).
-    """
-    import threading
-
-    others = [t for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
-    torch_loaded = any(name == "torch" or name.startswith("torch.") for name in sys.modules)
-    # An interrupt (130) that landed while torch was being imported: CPython's own exit would turn
-    # the status into death by SIGINT, torch being half-imported.
-    if others or not (torch_loaded or status == 130):
-        sys.exit(status)
-    import atexit
-    import contextlib
-    import os
-
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):  # a closed pipe (`| head`): nothing to say
-            stream.flush()
-    atexit._run_exitfuncs()
-    os._exit(status)
+    """Run the command; return its exit status (:func:`mclx.exits.exit_status`)."""
+    with exit_status() as status:
+        app()
+    return status.code

@@ -19,8 +19,24 @@ def local_rank() -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
+def device_kind(spec: str, gpus: int, flag: str = "--device", where: str = "this machine") -> str:
+    """ "auto" | "cpu" | "cuda" | "cuda:N" -> "cuda" or "cpu": the kind of device ``spec`` asks for
+    on a place with ``gpus`` GPUs (this machine, or a Ray cluster whose actors each get one).
+
+    "auto" is CUDA wherever there is a GPU. A spec that is not a device, or asks for CUDA where
+    there is none, is a usage error naming ``flag``."""
+    if spec == "auto":
+        return "cuda" if gpus > 0 else "cpu"
+    kind, sep, index = spec.partition(":")
+    if kind not in ("cpu", "cuda") or (sep and not index.isdigit()):
+        raise UsageError(f"{flag} {spec}: expected auto, cpu, cuda or cuda:N")
+    if kind == "cuda" and gpus < 1:
+        raise UsageError(f"{flag} {spec}: CUDA is not available on {where}")
+    return kind
+
+
 def resolve_device(spec: str = "auto", rank: int | None = None, flag: str = "--device") -> torch.device:
-    """ "auto" | "cpu" | "cuda" | "cuda:N" -> a device that exists here.
+    """ "auto" | "cpu" | "cuda" | "cuda:N" -> a device that exists here (its kind: :func:`device_kind`).
 
     "auto" and a bare "cuda" take GPU ``rank`` (default: LOCAL_RANK under torchrun, else 0), so
     the processes of a multi-GPU run each get their own. A device that is not there is a usage
@@ -29,21 +45,14 @@ def resolve_device(spec: str = "auto", rank: int | None = None, flag: str = "--d
     import torch
 
     rank = local_rank() if rank is None else rank
-    if spec == "auto":
-        spec = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(spec)
-    except RuntimeError:
-        raise UsageError(f"{flag} {spec}: expected auto, cpu, cuda or cuda:N") from None
-    if dev.type not in ("cpu", "cuda"):
-        raise UsageError(f"{flag} {spec}: expected auto, cpu, cuda or cuda:N")
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise UsageError(f"{flag} {spec}: CUDA is not available on this machine")
-        if dev.index is None:
-            dev = torch.device("cuda", rank or 0)
-        if dev.index >= torch.cuda.device_count():
-            raise UsageError(f"{flag} {spec}: this machine has {torch.cuda.device_count()} GPU(s)")
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device_kind(spec, gpus, flag) == "cpu":
+        return torch.device("cpu")
+    dev = torch.device("cuda" if spec == "auto" else spec)
+    if dev.index is None:
+        dev = torch.device("cuda", rank or 0)
+    if dev.index >= gpus:
+        raise UsageError(f"{flag} {spec}: this machine has {gpus} GPU(s)")
     return dev
 
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from mclx.embed.windows import window_starts
 from mclx.models.base import Encoder
 from mclx.models.registry import load_model as _load
-from mclx.windows import window_starts
 
 DEFAULT_HOP_S = 0.05
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from mclx.pipeline import EmbedSettings
+from mclx.embed import EmbedSettings
 
 from .audio_fixtures import WriteAudio
 

@@ -11,9 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mclx.audio import decode_blocks
+from mclx.embed.windows import WindowCutter, window_starts
 from mclx.errors import DecodeError
 from mclx.resample import TorchStreamResampler as StreamResampler
-from mclx.windows import WindowCutter, window_starts
 
 RATES = [8000, 16000, 22050, 44100, 48000]
 

@@ -8,7 +8,7 @@ import soundfile as sf
 import torch
 
 from mclx import hear
-from mclx.pipeline import EmbedSettings, embed
+from mclx.embed import EmbedSettings, embed
 from mclx.store import read_store
 
 from .audio_fixtures import tone

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from mclx.checkpoint import load_encoder, read_metadata, save_encoder
 from mclx.errors import UsageError, WeightsError
 from mclx.fileio import sha256_file
 from mclx.models import build_encoder
+from mclx.models.checkpoint import load_encoder, read_metadata, save_encoder
 from mclx.models.registry import load_model, verify_bundled
 
 SMALL = {

@@ -12,7 +12,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mclx.pipeline import EmbedSettings, embed
+from mclx.embed import EmbedSettings, embed
 from mclx.resample import SoxrStream, TorchStreamResampler, resampled_length
 from mclx.store import read_store
 

@@ -17,8 +17,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from mclx.checkpoint import read_metadata
 from mclx.fileio import sha256_file
+from mclx.models.checkpoint import read_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = (ROOT / "weights_manifest.json", ROOT / "mclx" / "weights" / "weights_manifest.json")

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mclx.checkpoint import load_encoder, read_metadata
 from mclx.errors import UsageError, WeightsError
 from mclx.fileio import sha256_file
 from mclx.models.architectures import build_encoder
 from mclx.models.base import Encoder
+from mclx.models.checkpoint import load_encoder, read_metadata
 
 BUILTIN = ("mfcc", "random-melcnn", "random-samplecnn")
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
@@ -61,6 +61,26 @@ def verify_bundled(manifest_path: Path = MANIFEST_PATH) -> list[tuple[str, bool,
         ok = digest == entry["sha256"]
         msg = "ok" if ok else f"{file}: sha256 {digest} != expected {entry['sha256']}"
         rows.append((entry["name"], ok, msg))
+    return rows
+
+
+def model_table(verify: bool = False) -> list[dict[str, Any]]:
+    """Every model name ``--model`` takes (``mclx models``): built-in, bundled (their manifest
+    entries) and the bundled models' random twins, each with ``kind`` and ``default``; with
+    ``verify``, the bundled ones also with ``verified`` and ``verify_message`` (their sha256)."""
+    manifest = read_manifest()
+    default = default_model_name()
+    rows: list[dict[str, Any]] = [
+        {"name": name, "kind": "built-in", "default": name == default} for name in BUILTIN
+    ]
+    rows += [{**m, "kind": "bundled", "default": m["name"] == default} for m in manifest["models"]]
+    rows += [
+        {"name": f"random-{m['name']}", "kind": "random twin", "default": False} for m in manifest["models"]
+    ]
+    checks = {name: (ok, msg) for name, ok, msg in verify_bundled()} if verify else {}
+    for row in rows:
+        if row["name"] in checks:
+            row["verified"], row["verify_message"] = checks[row["name"]]
     return rows
 
 

@@ -96,8 +96,9 @@ def embed_cached(
     with the same model and precision, else started anew); failures go to ``notes`` and
     ``failed`` under ``label``."""
     from mclx.devices import resolve_device, resolve_precision
+    from mclx.embed.plan import EmbedSettings
+    from mclx.embed.run import embed
     from mclx.models.registry import load_model
-    from mclx.pipeline import EmbedSettings, embed
     from mclx.store import read_attrs
 
     cache.parent.mkdir(parents=True, exist_ok=True)

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import tempfile
 from collections.abc import Iterator
 
 import numpy as np
 
-from mclx.pipeline import EmbedSettings, encode, fill_record, make_plan
-from mclx.ray.files import FileWindows, decode_failure
-from mclx.records import FileRecord
+from mclx.embed.file import embed_file
+from mclx.embed.plan import EmbedSettings, make_plan
+from mclx.store.records import FileRecord
 
 
 class Embedder:
@@ -85,25 +84,9 @@ class Embedder:
 
     def _embed_one(self, path: str, content: bytes | None) -> FileRecord:
         """One file decoded, windowed, encoded and pooled as a local run does it."""
-        import torch
-
-        rec = FileRecord(path, "failed", "", math.nan, -1, -1)
-        plan = self.plan
         with _readable(path, content) as source:
-            file = FileWindows(source, plan.rate, plan.window, plan.hop)
-            try:
-                items = list(file)
-            except Exception as exc:
-                rec.error = decode_failure(exc)
-                return rec
-        windows = [w for w, _ in items]
-        parts = []
-        for lo in range(0, len(items), plan.batch_size):
-            x = torch.from_numpy(np.stack([s for _, s in items[lo : lo + plan.batch_size]])).to(plan.device)
-            parts.append(encode(plan, x)[: len(x)].cpu().numpy())
-        error = fill_record(rec, np.concatenate(parts).astype(np.float32), windows, file.duration_s, plan)
-        if error:
-            rec.status, rec.error, rec.global_, rec.segments = "failed", error, None, None
+            rec = embed_file(self.plan, source)
+        rec.path = path
         return rec
 
 

@@ -2,8 +2,8 @@
 
 The driver does what a local run does with everything but the audio: it lists and stats the
 files, skips those already done, journals finished files and builds the store
-(:func:`mclx.pipeline.embed`). The cluster does the audio: Ray Data reads the file list, CPU
-tasks decode each file into windows (:class:`mclx.ray.files.FileWindows`), an actor pool
+(:func:`mclx.embed.embed`). The cluster does the audio: Ray Data reads the file list, CPU
+tasks decode each file into windows (:func:`mclx.ray.files.decode_task`), an actor pool
 encodes full batches of windows (one model per actor, loaded and checked once), and the window
 embeddings stream back to the driver (``iter_batches``), which pools each file once all its
 windows are in. Memory is bounded by Ray Data's streaming back-pressure; no shared file system
@@ -32,21 +32,14 @@ from typing import Any
 
 import numpy as np
 
-from mclx.devices import resolve_precision
+from mclx.embed.file import encode
+from mclx.embed.ledger import EmbedSummary, Ledger
+from mclx.embed.plan import Cluster, EmbedPlan, EmbedSettings, make_plan
+from mclx.embed.run import embed
+from mclx.embed.windows import Window
 from mclx.errors import MclxError, UsageError, WeightsError, one_line
-from mclx.pipeline import (
-    EmbedPlan,
-    EmbedRun,
-    EmbedSettings,
-    EmbedSummary,
-    EmbedWork,
-    embed,
-    encode,
-    make_plan,
-)
-from mclx.ray.files import FileWindows, decode_failure
+from mclx.ray.files import decode_task
 from mclx.signals import StopRequest
-from mclx.windows import Window
 
 EXTRA = "pip install 'mclx[ray]'"
 # Test hook: "N:MARKER" makes one encoder actor exit on its N-th batch, once (MARKER is created then).
@@ -91,7 +84,7 @@ def embed_on_ray(
     argv: Sequence[str] | None = None,
     on_progress: Callable[[EmbedSummary], None] | None = None,
 ) -> EmbedSummary:
-    """:func:`mclx.pipeline.embed` with the audio decoded and encoded on a Ray cluster.
+    """:func:`mclx.embed.embed` with the audio decoded and encoded on a Ray cluster.
 
     Same store, journal, resume rule and errors; connects to (or starts) the cluster first and
     disconnects at the end when this call connected.
@@ -147,85 +140,51 @@ def _check_reachable(address: str | None, timeout_s: float = 10.0) -> None:
 
 
 class RayEngine:
-    """The :class:`mclx.pipeline.Engine` of a Ray cluster (the driver is already connected)."""
+    """The :class:`mclx.embed.ledger.Engine` of a Ray cluster (the driver is already connected):
+    window embeddings come back from the actors; a file is reported to the ledger once all its
+    windows are in."""
 
     def __init__(self, ray_settings: RaySettings) -> None:
         self.ray_settings = ray_settings
         self.cluster: ClusterPlan | None = None
+        self.arriving: dict[int, _Arriving] = {}
+        self.settled: set[int] = set()
 
     def make_plan(self, settings: EmbedSettings, argv: Sequence[str] | None) -> EmbedPlan:
-        """The run's plan as the actors will run it; the driver loads the model on its CPU only
-        for the store's attributes."""
+        """The run's plan as the actors will run it (:func:`mclx.embed.plan.make_plan` for the
+        cluster's resources), and how many actors run it."""
         import ray
 
         resources = ray.cluster_resources()
         cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
-        if settings.device == "auto":
-            device = "cuda" if gpus >= 1 else "cpu"
-        elif settings.device == "cpu":
-            device = "cpu"
-        elif settings.device.split(":")[0] == "cuda":
-            if gpus < 1:
-                raise UsageError(f"--device {settings.device}: the Ray cluster has no GPU")
-            device = "cuda"  # Ray gives each actor its own GPU, seen as cuda:0
-        else:
-            raise UsageError(f"--device {settings.device}: expected auto, cpu, cuda or cuda:N")
+        plan = make_plan(settings, argv, Cluster(cpus, gpus))
+        device = plan.device_type
         actors = self.ray_settings.actors or (int(gpus) if device == "cuda" else max(1, int(cpus) // 2))
         self.cluster = ClusterPlan(device, actors, cpus, gpus)
-        precision = resolve_precision(settings.precision, device)
-        batch_size = settings.batch_size or (256 if device == "cuda" else 32)
-        # The decode tasks resample (libsoxr) whatever the actors' device: --resample-in is moot.
-        driver = replace(settings, device="cpu", precision=precision, batch_size=batch_size)
-        return make_plan(driver, argv)
+        return plan
 
-    def make_run(self, work: EmbedWork) -> EmbedRun:
-        assert self.cluster is not None, "make_plan comes first"
-        return RayRun(work, self.cluster)
-
-
-@dataclass
-class _Arriving:
-    """A file whose windows are coming back from the actors, in any order."""
-
-    rows: dict[int, tuple[Window, np.ndarray]] = field(default_factory=dict)  # window number -> (D,)
-    count: int = -1  # windows in the file, known once its last chunk arrived
-    duration_s: float = math.nan
-
-
-class RayRun(EmbedRun):
-    """The embed loop of a Ray run: window embeddings in, finished files to the journal."""
-
-    def __init__(self, work: EmbedWork, cluster: ClusterPlan) -> None:
-        super().__init__(work)
-        self.cluster = cluster
-        self.arriving: dict[int, _Arriving] = {}
-        self.settled: set[int] = set()
-
-    def loop(self, stop: StopRequest, on_progress: Callable[[EmbedSummary], None] | None) -> None:
-        if not self._work_to_do():
+    def run(self, ledger: Ledger, stop: StopRequest) -> None:
+        if not ledger.begin():
             return
-        bar = self._start_progress()
-        batches = iter(self._dataset().iter_batches(batch_size=None, batch_format="numpy"))
+        batches = iter(self._dataset(ledger).iter_batches(batch_size=None, batch_format="numpy"))
         try:
             for batch in _ray_errors(batches):
                 if stop.is_set():
-                    self.stopped_by_signal = True
+                    ledger.interrupted = True
                     break
-                self._take(batch)
-                if not self._after_step(bar, on_progress):
+                self._take(ledger, batch)
+                if not ledger.tick():
                     break
             else:
-                for index in set(self.todo) - self.settled:  # never expected: say so in the store
-                    self._fail(index, "no result came back from the Ray cluster")
+                for index in set(ledger.todo) - self.settled:  # never expected: say so in the store
+                    ledger.failed_file(index, "no result came back from the Ray cluster")
         finally:
             close = getattr(batches, "close", None)
             if close is not None:
                 close()  # stops the dataset's execution when the loop ended early
-            bar.close()
-            self._journal()
-        self.summary.failed = 0  # recounted from the records by embed()
+            ledger.close()
 
-    def _dataset(self) -> Any:
+    def _dataset(self, ledger: Ledger) -> Any:
         """File list -> decode tasks (window chunks) -> encoder actor pool -> window embeddings.
 
         Faults: decode tasks keep Ray Data's ``max_retries=-1`` (a task lost with its worker or
@@ -237,16 +196,17 @@ class RayRun(EmbedRun):
         """
         import ray
 
+        assert self.cluster is not None, "make_plan comes first"
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False  # the run's own bar counts files
         logging.getLogger("ray.data").setLevel(logging.ERROR)  # its progress lines, its notes
         # Workers do not share the driver's working directory: they get absolute paths, the
         # store keeps the paths as given.
-        items = [{"index": i, "path": os.path.abspath(self.files[i])} for i in self.todo]
-        plan, cluster = self.plan, self.cluster
+        items = [{"index": i, "path": os.path.abspath(ledger.files[i])} for i in ledger.todo]
+        plan, cluster = ledger.plan, self.cluster
         actor_settings = replace(plan.settings, device=cluster.device, quiet=True, overwrite=False)
         decode = functools.partial(
-            _decode_task, rate=plan.rate, window=plan.window, hop=plan.hop, chunk=plan.batch_size
+            decode_task, rate=plan.rate, window=plan.window, hop=plan.hop, chunk=plan.batch_size
         )
         files = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))
         windows = files.map_batches(decode, batch_size=1, num_cpus=1)
@@ -266,7 +226,7 @@ class RayRun(EmbedRun):
                 **per_actor,
             )
 
-    def _take(self, batch: dict[str, np.ndarray]) -> None:
+    def _take(self, ledger: Ledger, batch: dict[str, np.ndarray]) -> None:
         """Window embeddings from the actors; a file is finished when all its windows are in."""
         for row in range(len(batch["index"])):
             index = int(batch["index"][row])
@@ -276,7 +236,7 @@ class RayRun(EmbedRun):
             if error:
                 self.arriving.pop(index, None)
                 self.settled.add(index)
-                self._fail(index, error)
+                ledger.failed_file(index, error)
                 continue
             file = self.arriving.setdefault(index, _Arriving())
             window = Window(int(batch["start"][row]), int(batch["end"][row]))
@@ -288,7 +248,16 @@ class RayRun(EmbedRun):
                 self.settled.add(index)
                 ordered = [file.rows[k] for k in range(file.count)]
                 emb = np.stack([e for _, e in ordered]).astype(np.float32)  # (k, D)
-                self._finish(index, emb, [w for w, _ in ordered], file.duration_s)
+                ledger.finished_file(index, emb, [w for w, _ in ordered], file.duration_s)
+
+
+@dataclass
+class _Arriving:
+    """A file whose windows are coming back from the actors, in any order."""
+
+    rows: dict[int, tuple[Window, np.ndarray]] = field(default_factory=dict)  # window number -> (D,)
+    count: int = -1  # windows in the file, known once its last chunk arrived
+    duration_s: float = math.nan
 
 
 def _actor_restarts() -> dict[str, Any]:
@@ -311,61 +280,6 @@ def _ray_errors(batches: Iterator[Any]) -> Iterator[Any]:
             f"the Ray job failed: {one_line(cause)}; the finished files are kept, run the same "
             "command again to resume"
         ) from None
-
-
-def _decode_task(
-    batch: dict[str, np.ndarray], rate: int, window: int, hop: int, chunk: int
-) -> Iterator[dict[str, np.ndarray]]:
-    """Ray Data task: each file of ``batch`` -> chunks of its windows, or one row with its error.
-
-    Columns: ``index``, ``window`` (its number in the file), ``start``/``end`` (samples),
-    ``count`` and ``duration_s`` (on the last chunk's rows only; -1 and NaN before),
-    ``error`` ("" when ok) and ``samples`` (rows, window) float32. The last window is held back
-    until the file ends, so the last chunk is never empty.
-    """
-    for index, path in zip(batch["index"], batch["path"], strict=True):
-        file = FileWindows(str(path), rate, window, hop)
-        held: list[tuple[Window, np.ndarray]] = []
-        sent = 0
-        try:
-            for item in file:
-                held.append(item)
-                if len(held) > chunk:
-                    yield _chunk(int(index), sent, held[:-1], window)
-                    sent += len(held) - 1
-                    held = held[-1:]
-        except Exception as exc:  # recorded like a local run's decoder failure, never fatal
-            yield _chunk(int(index), -1, [], window, error=decode_failure(exc))
-            continue
-        if not sent + len(held):  # frames that resampled to nothing
-            yield _chunk(int(index), -1, [], window, error="no audio frames")
-            continue
-        yield _chunk(int(index), sent, held, window, count=sent + len(held), duration_s=file.duration_s)
-
-
-def _chunk(
-    index: int,
-    first: int,
-    items: list[tuple[Window, np.ndarray]],
-    window: int,
-    count: int = -1,
-    duration_s: float = math.nan,
-    error: str = "",
-) -> dict[str, np.ndarray]:
-    n = max(1, len(items))  # an error is one row with zero samples
-    samples = np.zeros((n, window), np.float32)
-    for row, (_, x) in enumerate(items):
-        samples[row] = x
-    return {
-        "index": np.full(n, index, np.int64),
-        "window": np.arange(first, first + n, dtype=np.int64),
-        "start": np.array([w.start for w, _ in items] or [0], np.int64),
-        "end": np.array([w.end for w, _ in items] or [0], np.int64),
-        "count": np.full(n, count, np.int64),
-        "duration_s": np.full(n, duration_s, np.float64),
-        "error": np.array([error] * n, dtype=object),
-        "samples": samples,
-    }
 
 
 def _exit_once_hook() -> tuple[int, Path] | None:
@@ -391,7 +305,7 @@ class _WindowEncoder:
         self.exit_hook = _exit_once_hook()
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Window rows (see :func:`_decode_task`) -> the same rows with ``embedding`` (rows, D)
+        """Window rows (see :func:`decode_task`) -> the same rows with ``embedding`` (rows, D)
         float32 instead of ``samples`` (NaN on error rows)."""
         import torch
 

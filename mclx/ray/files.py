@@ -1,54 +1,66 @@
-"""One file decoded and cut into windows on a Ray worker, as a local run on the CPU does it."""
+"""The Ray decode task: files -> chunks of their windows, as a local run on the CPU cuts them."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
-from mclx.audio import decode_blocks, one_line
-from mclx.errors import DecodeError
-from mclx.resample import resampled_blocks
-from mclx.windows import Window, WindowCutter
+from mclx.embed.file import FileWindows, decode_failure
+from mclx.embed.windows import Window
 
 
-class FileWindows:
-    """One file decoded and cut into windows exactly as a local run on the CPU does it.
+def decode_task(
+    batch: dict[str, np.ndarray], rate: int, window: int, hop: int, chunk: int
+) -> Iterator[dict[str, np.ndarray]]:
+    """Ray Data task: each file of ``batch`` -> chunks of its windows, or one row with its error.
 
-    Iterating yields ``(Window, (window,) float32 samples)`` at the model's rate: streamed
-    decoding (:func:`mclx.audio.decode_blocks`), libsoxr resampling as in the decoder processes,
-    then :class:`mclx.windows.WindowCutter`. ``duration_s`` is set once iteration ends. Raises
-    DecodeError with a one-line reason.
+    Columns: ``index``, ``window`` (its number in the file), ``start``/``end`` (samples),
+    ``count`` and ``duration_s`` (on the last chunk's rows only; -1 and NaN before),
+    ``error`` ("" when ok) and ``samples`` (rows, window) float32. The last window is held back
+    until the file ends, so the last chunk is never empty.
     """
-
-    def __init__(self, path: str, rate: int, window: int, hop: int) -> None:
-        self.path, self.rate, self.window, self.hop = path, rate, window, hop
-        self.duration_s = math.nan
-
-    def __iter__(self) -> Iterator[tuple[Window, np.ndarray]]:
-        import torch
-
-        cutter = WindowCutter(self.window, self.hop)
-        frames, rate = 0, 0
-        for native, n, block in resampled_blocks(decode_blocks(self.path), self.rate):
-            frames, rate = frames + n, native
-            if len(block):
-                yield from _as_numpy(cutter.push(torch.from_numpy(block)))
-        yield from _as_numpy(cutter.finish())
-        if frames == 0 or rate <= 0:
-            raise DecodeError("no audio frames")
-        self.duration_s = frames / rate
-
-
-def _as_numpy(cut: tuple[list[Window], list[Any]]) -> Iterator[tuple[Window, np.ndarray]]:
-    for window, chunk in zip(*cut, strict=True):
-        yield window, chunk.numpy()
+    for index, path in zip(batch["index"], batch["path"], strict=True):
+        file = FileWindows(str(path), rate, window, hop)
+        held: list[tuple[Window, np.ndarray]] = []
+        sent = 0
+        try:
+            for item in file:
+                held.append(item)
+                if len(held) > chunk:
+                    yield _chunk(int(index), sent, held[:-1], window)
+                    sent += len(held) - 1
+                    held = held[-1:]
+        except Exception as exc:  # recorded like a local run's decoder failure, never fatal
+            yield _chunk(int(index), -1, [], window, error=decode_failure(exc))
+            continue
+        if not sent + len(held):  # frames that resampled to nothing
+            yield _chunk(int(index), -1, [], window, error="no audio frames")
+            continue
+        yield _chunk(int(index), sent, held, window, count=sent + len(held), duration_s=file.duration_s)
 
 
-def decode_failure(exc: Exception) -> str:
-    """The one-line reason a local run records for a file that raised ``exc`` while decoding."""
-    if isinstance(exc, DecodeError):
-        return str(exc)
-    return f"{type(exc).__name__}: {one_line(exc)}"
+def _chunk(
+    index: int,
+    first: int,
+    items: list[tuple[Window, np.ndarray]],
+    window: int,
+    count: int = -1,
+    duration_s: float = math.nan,
+    error: str = "",
+) -> dict[str, np.ndarray]:
+    n = max(1, len(items))  # an error is one row with zero samples
+    samples = np.zeros((n, window), np.float32)
+    for row, (_, x) in enumerate(items):
+        samples[row] = x
+    return {
+        "index": np.full(n, index, np.int64),
+        "window": np.arange(first, first + n, dtype=np.int64),
+        "start": np.array([w.start for w, _ in items] or [0], np.int64),
+        "end": np.array([w.end for w, _ in items] or [0], np.int64),
+        "count": np.full(n, count, np.int64),
+        "duration_s": np.full(n, duration_s, np.float64),
+        "error": np.array([error] * n, dtype=object),
+        "samples": samples,
+    }

@@ -19,11 +19,11 @@ from typing import Any
 
 import torch
 
-from mclx.checkpoint import save_encoder
 from mclx.config import Config, to_toml
 from mclx.errors import TrainingDiverged, UsageError, one_line
 from mclx.fileio import atomic_write_bytes
 from mclx.locks import try_lock, unlock
+from mclx.models.checkpoint import save_encoder
 from mclx.train.model import TrainedModel
 
 STATE = "state.pt"

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-import mclx.pipeline
+import mclx.embed.run
 from mclx.errors import UsageError
 from mclx.probe.corrupt import Codec, Lowpass, Noise, Reverb, clip_seed, parse, write_copy
 
@@ -168,13 +168,13 @@ def test_probe_scores_clean_heads_on_corrupted_test_clips(
 ) -> None:
     data = pitch_task(tmp_path / "pitch")  # 150-2400 Hz tones; the high class is all above 2 kHz
     summaries = []
-    real_embed = mclx.pipeline.embed
+    real_embed = mclx.embed.run.embed
 
     def counting_embed(*args: Any, **kwargs: Any) -> Any:
         summaries.append(real_embed(*args, **kwargs))
         return summaries[-1]
 
-    monkeypatch.setattr(mclx.pipeline, "embed", counting_embed)
+    monkeypatch.setattr(mclx.embed.run, "embed", counting_embed)
     flags = ["probe", "--task", "pitch", "--data", str(data), "--baseline", "mfcc", "--head", "linear"]
     flags += ["--seeds", "2"]
     clean_out, out = tmp_path / "clean.json", tmp_path / "robust.json"

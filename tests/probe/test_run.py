@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import mclx.pipeline
+import mclx.embed.run
 from mclx.errors import UsageError
 from mclx.probe import ProbeSettings, run_probe
 
@@ -58,13 +58,13 @@ def test_pitch_classes_through_the_embed_pipeline(tmp_path: Path, monkeypatch: p
     out = tmp_path / "res" / "pitch.json"
     out.parent.mkdir()
     summaries = []
-    real_embed = mclx.pipeline.embed
+    real_embed = mclx.embed.run.embed
 
     def counting_embed(*args: Any, **kwargs: Any) -> Any:
         summaries.append(real_embed(*args, **kwargs))
         return summaries[-1]
 
-    monkeypatch.setattr(mclx.pipeline, "embed", counting_embed)
+    monkeypatch.setattr(mclx.embed.run, "embed", counting_embed)
     # a cache left by another model (a checkpoint retrained in place) is replaced, not an error
     write_features(out.parent / "pitch.mfcc.h5", ["elsewhere.wav"], np.zeros((1, 80)))
     report = run_probe(

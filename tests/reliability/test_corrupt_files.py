@@ -13,12 +13,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mclx.audio import decode_blocks
+from mclx.embed import EmbedSettings, embed
+from mclx.embed.windows import WindowCutter
 from mclx.errors import DecodeError
 from mclx.models import build_encoder
-from mclx.pipeline import EmbedSettings, embed
 from mclx.resample import TorchStreamResampler as StreamResampler
 from mclx.store import read_store
-from mclx.windows import WindowCutter
 
 from ..audio_fixtures import ENCODED, FORMATS, RATE, music_like, tone
 from .report import record

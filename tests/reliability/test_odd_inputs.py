@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from mclx.embed import EmbedSettings, embed
 from mclx.inputs import expand_inputs, walk_audio
-from mclx.pipeline import EmbedSettings, embed
 from mclx.store import read_store
 
 from ..audio_fixtures import WriteAudio, tone

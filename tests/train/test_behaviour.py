@@ -8,9 +8,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from mclx.checkpoint import load_encoder
 from mclx.config import load_config
 from mclx.distributed import Rank
+from mclx.models.checkpoint import load_encoder
 from mclx.probe import heads
 from mclx.train import make_batch, run_training, target_matrix
 from mclx.train.data import build_cache, list_audio

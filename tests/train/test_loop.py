@@ -15,11 +15,11 @@ import torch
 from safetensors.torch import load_file
 
 import mclx.train.loop
-from mclx.checkpoint import read_metadata
 from mclx.config import Config, load_config
 from mclx.distributed import Rank
+from mclx.embed import EmbedSettings, embed
 from mclx.errors import ConfigError, Interrupted, UsageError
-from mclx.pipeline import EmbedSettings, embed
+from mclx.models.checkpoint import read_metadata
 from mclx.store import read_store
 from mclx.train import batches, lr_at, make_batch, run_training
 from mclx.train.data import build_cache
@@ -259,7 +259,7 @@ def test_snapshots_keep_the_initialisation_and_every_nth_step(
     assert names == ["step-000000.safetensors", "step-000005.safetensors", "step-000010.safetensors"]
     first, last = load_file(out / "snapshots" / names[0]), load_file(out / "snapshots" / names[-1])
     assert any(not torch.equal(first[k], last[k]) for k in first)  # training moved the weights
-    from mclx.checkpoint import load_encoder
+    from mclx.models.checkpoint import load_encoder
 
     encoder, _ = load_encoder(out / "snapshots" / names[0])
     assert (encoder.spec.args["n_mels"], encoder.spec.args["hop_length"]) == (32, 128)

@@ -12,8 +12,8 @@ import soundfile as sf
 import torch
 from safetensors.torch import load_file
 
-from mclx.checkpoint import load_encoder, read_metadata
-from mclx.pipeline import EmbedSettings, embed
+from mclx.embed import EmbedSettings, embed
+from mclx.models.checkpoint import load_encoder, read_metadata
 from mclx.store import read_store
 from mclx.train import run_training
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mclx.export import export_parquet
+from mclx.search.export import export_parquet
 from mclx.store import read_attrs, read_store
 
-from .stores import make_store
+from ..stores import make_store
 
 pq = pytest.importorskip("pyarrow.parquet")
 

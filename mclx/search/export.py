@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from mclx.errors import StoreError, UsageError
-from mclx.store import read_attrs
+from mclx.store.read import read_attrs
 
 ROWS_PER_GROUP = 65_536
 LEVELS = ("global", "segments")

@@ -21,14 +21,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mclx.embed import EmbedSettings, embed
 from mclx.inputs import walk_audio
-from mclx.pipeline import EmbedSettings, embed
 from mclx.ray import Embedder, RaySettings, embed_on_ray
 from mclx.ray.engine import ACTOR_EXIT_HOOK
 from mclx.store import read_store
 
-from .conftest import WriteAudio
-from .helpers import arrays, run_cli
+from ..conftest import WriteAudio
+from ..helpers import arrays, run_cli
 
 try:
     import ray
@@ -136,7 +136,7 @@ def test_driver_killed_with_sigkill_resumes_skipping_files_done(
     embed(files, str(tmp_path / "local.h5"), LOCAL)
     out, journal = tmp_path / "out.h5", tmp_path / "out.h5.journal"
     args = ["embed", "many", str(out), *ARGS, "--engine", "ray", "--ray-address", cluster]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "MCLX_JOURNAL_EVERY_S": "0.05"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "MCLX_JOURNAL_EVERY_S": "0.05"}
     proc = subprocess.Popen([sys.executable, "-m", "mclx", *args], env=env, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline and not list(journal.glob("chunk-*.npz")) and proc.poll() is None:
@@ -166,7 +166,7 @@ def test_a_node_leaving_mid_run_loses_nothing(corpus: list[str], reference: Path
         out, journal = tmp_path / "ray.h5", tmp_path / "ray.h5.journal"
         args = ["embed", "audio", str(out), *ARGS, "--engine", "ray", "--ray-address", c.address]
         args += ["--ray-actors", "1", "--json"]  # one actor: the node left has room for it and a decoder
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "MCLX_JOURNAL_EVERY_S": "0.05"}
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "MCLX_JOURNAL_EVERY_S": "0.05"}
         proc = subprocess.Popen(
             [sys.executable, "-m", "mclx", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
@@ -235,7 +235,7 @@ def test_without_ray_the_engine_is_a_usage_error_naming_the_extra(corpus: list[s
     fake = tmp_path / "no-ray" / "ray"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('No module named ray')\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), str(Path(__file__).parents[1])])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake.parent), str(Path(__file__).parents[2])])}
     done = subprocess.run(
         [sys.executable, "-m", "mclx", "embed", "audio", "out.h5", "--engine", "ray"],
         capture_output=True, text=True, env=env, timeout=120,

@@ -12,15 +12,15 @@ import pytest
 import soundfile as sf
 
 from mclx.audio import decode_blocks
+from mclx.embed import EmbedSettings, embed
 from mclx.errors import DecodeError
-from mclx.pipeline import EmbedSettings, embed
 from mclx.store import read_store
 
-from .audio_fixtures import ENCODED, RATE, music_like, write_encoded
+from ..audio_fixtures import ENCODED, RATE, music_like, write_encoded
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])}
     return subprocess.run(
         [sys.executable, "-m", "mclx", *args], capture_output=True, text=True, env=env, timeout=300
     )

@@ -15,11 +15,13 @@ import h5py
 import numpy as np
 import pytest
 
-from mclx import searchindex, similarity
 from mclx.errors import UsageError
+from mclx.search import index as searchindex
+from mclx.search import rows as searchrows
+from mclx.search import similarity
 
-from .audio_fixtures import WriteAudio
-from .stores import make_store
+from ..audio_fixtures import WriteAudio
+from ..stores import make_store
 
 
 def reference(db: np.ndarray, q: np.ndarray, k: int, drop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +40,7 @@ def test_exact_search_equals_numpy_reference(
 ) -> None:
     """Centred (the default): cosines of the rows minus the mean of the store's embedded rows;
     raw: of the rows as stored. Rows offset by a common vector, as real embeddings are."""
-    monkeypatch.setattr(similarity, "CHUNK", 97)  # many chunks, the last one short
+    monkeypatch.setattr(searchrows, "CHUNK", 97)  # many chunks, the last one short
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((1000, 24)) + 3.0 * rng.standard_normal(24)).astype(np.float32)
     paths = make_store(tmp_path / "s.h5", x, failed=(3, 500))
@@ -227,7 +229,7 @@ def test_cli_audio_query_json_and_stdin(tmp_path: Path, write_audio: WriteAudio)
 def test_a_store_of_few_rows_is_searched_by_raw_cosine(tmp_path: Path) -> None:
     """Below MIN_CENTRE_ROWS embedded rows the store's own mean is mostly its rows: no centring."""
     rng = np.random.default_rng(5)
-    x = (rng.standard_normal((similarity.MIN_CENTRE_ROWS - 1, 8)) + 2.0).astype(np.float32)
+    x = (rng.standard_normal((searchrows.MIN_CENTRE_ROWS - 1, 8)) + 2.0).astype(np.float32)
     paths = make_store(tmp_path / "s.h5", x)
     hits = similarity.search(str(tmp_path / "s.h5"), [paths[0]], k=3)
     drop = np.zeros((1, len(x)), bool)

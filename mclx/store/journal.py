@@ -24,7 +24,7 @@ import numpy as np
 from mclx.errors import StoreError, UsageError
 from mclx.fileio import atomic_write_bytes
 from mclx.locks import try_lock, unlock
-from mclx.records import FileRecord, RowRef, settings_mismatch
+from mclx.store.records import FileRecord, RowRef, settings_mismatch
 
 OVERWRITE_KEY = "journal_replaces_store"
 

@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from mclx.pipeline import EmbedSettings, embed
+from mclx.embed import EmbedSettings, embed
 from mclx.store import merge_stores, read_store
 
-from .audio_fixtures import FORMATS, WriteAudio
-from .helpers import assert_same_store, run_cli, settings
+from ..audio_fixtures import FORMATS, WriteAudio
+from ..helpers import assert_same_store, run_cli, settings
 
 
 @pytest.mark.parametrize("ext", sorted(FORMATS))
@@ -235,7 +235,7 @@ def test_resume_after_kill_9_equals_an_uninterrupted_run(write_audio: WriteAudio
     assert ref.returncode == 0, ref.stderr
     out = tmp_path / "out.h5"
     journal = tmp_path / "out.h5.journal"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "MCLX_JOURNAL_EVERY_S": "0.05"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "MCLX_JOURNAL_EVERY_S": "0.05"}
     proc = subprocess.Popen([sys.executable, "-m", "mclx", "embed", src, str(out), *args], env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not list(journal.glob("chunk-*.npz")):
@@ -324,11 +324,11 @@ def test_an_interrupted_overwrite_run_resumes_with_or_without_the_flag(
     import os
     import signal
 
+    from mclx.embed import embed
     from mclx.errors import Interrupted
-    from mclx.pipeline import embed
     from mclx.store import read_attrs
 
-    from .helpers import assert_same_store, settings
+    from ..helpers import assert_same_store, settings
 
     files = [str(write_audio(f"{i}.wav", seconds=2.0, freq=200 + 50 * i, seed=i)) for i in range(5)]
     out = tmp_path / "o.h5"
@@ -353,10 +353,10 @@ def test_an_interrupted_overwrite_run_resumes_with_or_without_the_flag(
 def test_a_store_holds_this_runs_inputs_in_order_then_earlier_rows(tmp_path: Path, write_audio) -> None:
     """The store's rows: this run's inputs in input order, then an earlier run's other rows; with
     --overwrite, only this run's (an outside review's defect 8)."""
-    from mclx.pipeline import embed
+    from mclx.embed import embed
     from mclx.store import read_store
 
-    from .helpers import settings
+    from ..helpers import settings
 
     paths = {n: str(write_audio(f"{n}.wav", seconds=1.0, freq=300 + 40 * i)) for i, n in enumerate("abcde")}
     out = str(tmp_path / "o.h5")

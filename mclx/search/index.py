@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mclx.errors import UsageError
-from mclx.store import store_fingerprint
+from mclx.store.read import store_fingerprint
 
 if TYPE_CHECKING:
-    from mclx.similarity import Rows
+    from mclx.search.rows import Rows
 
 HNSW_MAX = 200_000  # rows; above, IVF-SQ8 with re-ranking
 NPROBE = 32  # IVF lists scanned per query

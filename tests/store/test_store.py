@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from mclx.cli import app
 from mclx.store import FileRecord, write_store
 
-from .helpers import run_cli, settings
+from ..helpers import run_cli, settings
 
 
 @pytest.fixture
@@ -83,18 +83,18 @@ def test_info_counts_a_million_segment_rows_without_reading_embeddings(
 def test_a_resume_reads_only_the_keys_of_the_earlier_store(
     write_audio, tmp_path: Path, reads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mclx import pipeline
+    from mclx.embed import local, run
 
     files = [str(write_audio(f"{i}.wav", seconds=2.0, freq=200 + 50 * i)) for i in range(4)]
     out = str(tmp_path / "o.h5")
-    pipeline.embed(files[:3], out, settings(level="both"))
+    run.embed(files[:3], out, settings(level="both"))
     before_loop: list[str] = []
-    loop = pipeline.EmbedRun.loop
+    loop = local.LocalEngine.run
     monkeypatch.setattr(
-        pipeline.EmbedRun, "loop", lambda self, *a: (before_loop.extend(reads), loop(self, *a))[1]
+        local.LocalEngine, "run", lambda self, *a: (before_loop.extend(reads), loop(self, *a))[1]
     )
     reads.clear()
-    summary = pipeline.embed(files, out, settings(level="both"))
+    summary = run.embed(files, out, settings(level="both"))
     assert (summary.skipped, summary.ok) == (3, 4)
     assert before_loop, "the earlier store was not read at all: the spy proves nothing"
     assert not {"/global", "/segments/embedding"} & set(before_loop)
@@ -103,18 +103,18 @@ def test_a_resume_reads_only_the_keys_of_the_earlier_store(
 def test_finished_files_leave_memory_once_journaled(
     write_audio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mclx import pipeline
+    from mclx.embed import ledger, run
 
     files = [str(write_audio(f"{i}.wav", seconds=2.0, freq=200 + 50 * i)) for i in range(6)]
     held: list[int] = []
-    journal = pipeline.EmbedRun._journal
+    journal = ledger.Ledger.write_journal
 
     def check(self):  # type: ignore[no-untyped-def]
         journal(self)
         held.append(sum(r is not None and r.segments is not None for r in self.records))
 
-    monkeypatch.setattr(pipeline.EmbedRun, "_journal", check)
-    summary = pipeline.embed(files, str(tmp_path / "o.h5"), settings(level="both", batch_size=1))
+    monkeypatch.setattr(ledger.Ledger, "write_journal", check)
+    summary = run.embed(files, str(tmp_path / "o.h5"), settings(level="both", batch_size=1))
     assert summary.ok == 6 and held
     assert max(held) == 0
 
@@ -147,7 +147,7 @@ def test_info_prints_paths_with_brackets_verbatim(tmp_path: Path) -> None:
 def test_fingerprint_written_at_commit_equals_the_one_computed_from_an_older_store(tmp_path: Path) -> None:
     from mclx.store import FINGERPRINT, store_fingerprint
 
-    from .stores import make_store
+    from ..stores import make_store
 
     x = np.random.default_rng(0).standard_normal((300, 8)).astype(np.float32)
     make_store(tmp_path / "s.h5", x, failed=(7,), segments=2)
@@ -181,7 +181,7 @@ def test_matrix_rows_at_any_positions_equal_hdf5_reads(tmp_path: Path, layout: s
 def test_the_store_keeps_the_mean_of_its_embedded_rows_and_a_merge_recomputes_it(tmp_path: Path) -> None:
     from mclx.store import merge_stores, store_mean
 
-    from .stores import make_store
+    from ..stores import make_store
 
     rng = np.random.default_rng(7)
     x = rng.standard_normal((30, 6)).astype(np.float32)
