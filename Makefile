@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint venv clean reliability
+.PHONY: demo test test-all lint venv clean reliability
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,14 @@ lint: $(STAMP)
 
 # pytest leaves .pytest-finished when its session ends (tests/conftest.py): a test that ended the
 # whole process early (os._exit) would otherwise pass for a green run.
+# `make test`: the fast tier (unit and integration tests, every command end to end on small inputs);
+# `make test-all`: the fast and the slow tier (tests/conftest.py says which is which); CI runs it.
 test: lint
+	rm -f .pytest-finished
+	$(BIN)/python -m pytest -m "not slow"
+	@test -f .pytest-finished || { echo "pytest did not finish its session: a test ended the process"; exit 1; }
+
+test-all: lint
 	rm -f .pytest-finished
 	$(BIN)/python -m pytest
 	@test -f .pytest-finished || { echo "pytest did not finish its session: a test ended the process"; exit 1; }

@@ -1,9 +1,17 @@
-"""Shared fixtures: small synthetic audio written in every format the pipeline reads."""
+"""Shared fixtures (small synthetic audio written in every format the pipeline reads) and the two
+test tiers.
+
+Tiers: `make test` runs the fast tier (``-m "not slow"``), `make test-all` (what CI runs) adds
+the slow one. A test is slow when it is marked ``slow`` or lives where the slow kinds of test
+live (``SLOW_PATHS``: Ray clusters, torchrun and DDP processes, the GPU path on the CPU, kill
+loops, the study smoke grid). An unmarked test whose call takes longer than ``FAST_LIMIT_S``
+(``$MCLX_FAST_LIMIT_S``, default 20 s) fails the session: mark it or make it faster."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import soundfile as sf
@@ -12,10 +20,46 @@ from .audio_fixtures import FORMATS, WriteAudio, tone
 
 os.environ.setdefault("MCLX_JOURNAL_EVERY_S", "0.05")
 
+SLOW_PATHS = (
+    "tests/ray/",
+    "tests/gpu/",
+    "tests/studies/test_runner.py",
+    "tests/test_distributed.py",
+    "tests/train/test_distributed.py",
+    "tests/reliability/test_kills_and_full_disks.py",
+    "tests/reliability/test_training_faults.py",
+)
+FAST_LIMIT_S = float(os.environ.get("MCLX_FAST_LIMIT_S", "20"))
+_too_slow: list[tuple[str, float]] = []
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(config.rootpath)
+    for item in items:
+        where = Path(str(item.fspath)).relative_to(root).as_posix()
+        if any(where.startswith(p) for p in SLOW_PATHS):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" and report.duration > FAST_LIMIT_S and "slow" not in report.keywords:
+        _too_slow.append((report.nodeid, report.duration))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for nodeid, seconds in _too_slow:
+        terminalreporter.write_line(
+            f"unmarked test over {FAST_LIMIT_S:g} s: {nodeid} ({seconds:.1f} s): mark it slow or speed it up",
+            red=True,
+        )
+
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Leave a mark that the session ran to its end (`make test` checks for it)."""
-    (Path(session.config.rootpath) / ".pytest-finished").write_text(f"{exitstatus}\n")
+    """Fail a session in which an unmarked test was too slow; leave a mark that the session ran to
+    its end (`make test` checks for it)."""
+    if _too_slow and session.exitstatus == 0:
+        session.exitstatus = 1
+    (Path(session.config.rootpath) / ".pytest-finished").write_text(f"{session.exitstatus}\n")
 
 
 @pytest.fixture(autouse=True)
