@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from mclx.probe.corrupt import Corruption
 from mclx.probe.corrupt import parse as parse_corruptions
 from mclx.probe.features import Features, cache_path, embed_cached, from_store
 from mclx.probe.report import plot_results, print_table, require_matplotlib, write_json
+from mclx.probe.results import compare, compare_corrupted, summarise
 from mclx.probe.robustness import CORRUPTION, corrupted_features, testable_clips
 from mclx.probe.splits import FOLDS, Split, make_splits, split_notes
 from mclx.probe.tasks import KINDS, Task, load_task
@@ -157,32 +157,85 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
     repetitions = None if t.has_splits else [seed // FOLDS for seed in range(len(splits))]
     reps = stats.Replicates.draw(test_ids, sizes, repetitions=repetitions)
 
-    results: list[dict[str, Any]] = []
-    replicates: dict[str, dict[tuple[str, str], np.ndarray]] = {}
-    robustness: list[dict[str, Any]] = []
-    tuned: list[dict[str, Any]] = []
-    confusions: dict[str, list[list[int]]] = {}
-    for f in sets:
-        log(f"fitting {' and '.join(heads_run)} heads on {f.name} ({f.x.shape[1]} dims, {s.seeds} seeds)")
-        variants = shifted.get(f.name, {})
-        outcomes, chosen, conf, corrupted = _evaluate(t, f.x, y, splits, heads_run, dev, variants)
-        rows, replicates[f.name] = _summarise(outcomes, reps, s.per_clip)
-        results.extend({"features": f.name, **r} for r in rows)
-        for name, outs in corrupted.items():
-            crows, creps = _summarise(outs, reps, s.per_clip)
-            results.extend({"features": f.name, "corruption": name, **r} for r in crows)
-            robustness.extend(_compare_corrupted(f.name, name, crows, rows, creps, replicates[f.name]))
-        tuned.extend({"features": f.name, "head": h, "per_seed": c} for h, c in chosen.items())
-        if conf is not None:
-            confusions[f"{f.name} ({heads_run[0]})"] = conf
-    comparisons = [c for a, b in pairs for c in _compare(a, b, results, replicates)] + robustness
+    fitted = _fit_all(t, sets, y, splits, heads_run, dev, shifted, reps, s, log)
+    results, tuned, confusions = fitted.results, fitted.tuned, fitted.confusions
+    comparisons = [c for a, b in pairs for c in compare(a, b, results, fitted.replicates)]
+    comparisons += fitted.robustness
     bad = sorted({"/".join([r["features"], *([r["corruption"]] if "corruption" in r else []), r["head"],
                             r["metric"]]) for r in results if r["mean"] is None})  # fmt: skip
     if bad:
         notes.append(f"undefined for at least one seed, mean not given: {', '.join(bad)}")
 
+    report = _report(t, s, splits, sets, tuned, notes, failed, str(dev), results, comparisons)
+    if corruptions:
+        report["corruptions"] = [c.name for c in corruptions]
+        report["corruption"] = CORRUPTION
+    if s.out:
+        write_json(report, s.out)
+    if not s.quiet:
+        print_table(report)
+    if s.plot:
+        plot_results(report, confusions, s.plot)
+        log(f"plot written to {s.plot}")
+    return report
+
+
+@dataclass
+class _Fitted:
+    results: list[dict[str, Any]]
+    replicates: dict[str, dict[tuple[str, str], np.ndarray]]
+    robustness: list[dict[str, Any]]
+    tuned: list[dict[str, Any]]
+    confusions: dict[str, list[list[int]]]
+
+
+def _fit_all(
+    t: Task,
+    sets: list[Features],
+    y: np.ndarray,
+    splits: list[Split],
+    heads_run: list[str],
+    dev: Any,
+    shifted: dict[str, dict[str, np.ndarray]],
+    reps: stats.Replicates,
+    s: ProbeSettings,
+    log: _Log,
+) -> _Fitted:
+    """Every feature set's heads fitted and scored (clean and corrupted): its result rows, its
+    replicates (for the paired comparisons), the robustness comparisons, the tuned
+    hyper-parameters and the first head's confusion matrix."""
+    out = _Fitted([], {}, [], [], {})
+    for f in sets:
+        log(f"fitting {' and '.join(heads_run)} heads on {f.name} ({f.x.shape[1]} dims, {s.seeds} seeds)")
+        variants = shifted.get(f.name, {})
+        outcomes, chosen, conf, corrupted = _evaluate(t, f.x, y, splits, heads_run, dev, variants)
+        rows, out.replicates[f.name] = summarise(outcomes, reps, s.per_clip)
+        out.results.extend({"features": f.name, **r} for r in rows)
+        for name, outs in corrupted.items():
+            crows, creps = summarise(outs, reps, s.per_clip)
+            out.results.extend({"features": f.name, "corruption": name, **r} for r in crows)
+            out.robustness.extend(compare_corrupted(f.name, name, crows, rows, creps, out.replicates[f.name]))
+        out.tuned.extend({"features": f.name, "head": h, "per_seed": c} for h, c in chosen.items())
+        if conf is not None:
+            out.confusions[f"{f.name} ({heads_run[0]})"] = conf
+    return out
+
+
+def _report(
+    t: Task,
+    s: ProbeSettings,
+    splits: list[Split],
+    sets: list[Features],
+    tuned: list[dict[str, Any]],
+    notes: list[str],
+    failed: list[str],
+    device: str,
+    results: list[dict[str, Any]],
+    comparisons: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """The results JSON of the contract."""
     first = splits[0]
-    report: dict[str, Any] = {
+    return {
         "task": t.name,
         "layout": t.layout,
         "data": t.data,
@@ -201,21 +254,10 @@ def run_probe(s: ProbeSettings) -> dict[str, Any]:
         "warnings": list(dict.fromkeys(notes)),
         "failed": failed,
         "mclx_version": __version__,
-        "device": str(dev),
+        "device": device,
         "results": results,
         "comparisons": comparisons,
     }
-    if corruptions:
-        report["corruptions"] = [c.name for c in corruptions]
-        report["corruption"] = CORRUPTION
-    if s.out:
-        write_json(report, s.out)
-    if not s.quiet:
-        print_table(report)
-    if s.plot:
-        plot_results(report, confusions, s.plot)
-        log(f"plot written to {s.plot}")
-    return report
 
 
 def _feature_sets(
@@ -332,74 +374,6 @@ def _test_set_ids(splits: list[Split]) -> list[int]:
     """(S,) the index of each seed's test set among the distinct ones (given splits: all 0)."""
     ids: dict[int, int] = {}
     return [ids.setdefault(id(s), len(ids)) for s in splits]
-
-
-def _summarise(
-    outcomes: dict[tuple[str, str], list[stats.Outcome]], reps: stats.Replicates, per_clip: bool = False
-) -> tuple[list[dict[str, Any]], dict[tuple[str, str], np.ndarray]]:
-    """Result rows (without 'features') with bootstrap intervals, and each row's replicates; with
-    ``per_clip``, the rows of per-clip metrics also hold each test clip's score (``per_clip``)."""
-    rows, replicates = [], {}
-    for (h, metric), outs in outcomes.items():
-        per_seed = stats.point(outs, metric)
-        mean = float(np.mean(per_seed))
-        reps_values = stats.replicate_values(outs, metric, reps)
-        replicates[(h, metric)] = reps_values
-        lo, hi = stats.percentile_interval(reps_values)
-        rows.append({"head": h, "metric": metric, "mean": _num(mean), "ci95": [_num(lo), _num(hi)],
-                     "per_seed": [_num(v) for v in per_seed]})  # fmt: skip
-        scores = stats.per_clip(outs, metric) if per_clip else None
-        if scores is not None:
-            rows[-1]["per_clip"] = [None if not math.isfinite(v) else round(float(v), 6) for v in scores]
-    return rows, replicates
-
-
-def _compare(
-    a: str, b: str, results: list[dict[str, Any]], replicates: dict[str, dict[tuple[str, str], np.ndarray]]
-) -> list[dict[str, Any]]:
-    """Paired differences a - b of every (head, metric) both have, on the same replicates."""
-    means = {(r["features"], r["head"], r["metric"]): r["mean"] for r in results if "corruption" not in r}
-    out = []
-    for key, ra in replicates[a].items():
-        rb = replicates[b].get(key)
-        ma, mb = means.get((a, *key)), means.get((b, *key))
-        if rb is None or ma is None or mb is None:
-            continue
-        diffs = ra - rb
-        lo, hi = stats.percentile_interval(diffs)
-        out.append({"metric": key[1], "head": key[0], "a": a, "b": b, "diff": _num(ma - mb),
-                    "ci95": [_num(lo), _num(hi)], "p": _num(stats.p_value(diffs))})  # fmt: skip
-    return out
-
-
-def _compare_corrupted(
-    features: str,
-    corruption: str,
-    corrupted: list[dict[str, Any]],
-    clean: list[dict[str, Any]],
-    corrupted_reps: dict[tuple[str, str], np.ndarray],
-    clean_reps: dict[tuple[str, str], np.ndarray],
-) -> list[dict[str, Any]]:
-    """Paired differences corrupted - clean of every (head, metric) of one feature set, on the
-    same replicates (seeds and test clips): a = b = the features, 'corruption' says which."""
-    means = {(r["head"], r["metric"]): r["mean"] for r in clean}
-    out = []
-    for r in corrupted:
-        key = (r["head"], r["metric"])
-        mc, m0 = r["mean"], means.get(key)
-        if mc is None or m0 is None or key not in clean_reps:
-            continue
-        diffs = corrupted_reps[key] - clean_reps[key]
-        lo, hi = stats.percentile_interval(diffs)
-        out.append({"metric": key[1], "head": key[0], "a": features, "b": features,
-                    "corruption": corruption, "diff": _num(mc - m0), "ci95": [_num(lo), _num(hi)],
-                    "p": _num(stats.p_value(diffs))})  # fmt: skip
-    return out
-
-
-def _num(value: float) -> float | None:
-    """JSON has no NaN: an undefined value is null."""
-    return float(value) if math.isfinite(value) else None
 
 
 def _embedded(
