@@ -59,3 +59,26 @@ def test_segment_rows_and_cli(tmp_path: Path) -> None:
     argv = [sys.executable, "-m", "mclx", "export", str(tmp_path / "s.h5"), str(tmp_path / "x.parquet")]
     other = subprocess.run([*argv, "--level", "frames"], capture_output=True, text=True)
     assert other.returncode == 2 and "--level frames" in other.stderr
+
+
+def test_the_duckdb_recipe_answers_what_mclx_search_answers(tmp_path: Path) -> None:
+    """docs/search-and-export.md's similarity query, run by DuckDB over the export, gives the hits
+    and scores of `mclx search` (centred rows), failed rows left out."""
+    duckdb = pytest.importorskip("duckdb")
+    from mclx.search import search
+
+    page = (Path(__file__).parents[2] / "docs" / "search-and-export.md").read_text()
+    sql = page.split("<!-- duckdb-similarity -->\n```sql\n", 1)[1].split("```", 1)[0]
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((150, 8)) + 2.0).astype(np.float32)  # >= 100 rows: search centres
+    paths = make_store(tmp_path / "s.h5", x, failed=(7,))
+    export_parquet(str(tmp_path / "s.h5"), str(tmp_path / "out.parquet"))
+    query = paths[3]
+    sql = sql.replace("FLOAT[512]", "FLOAT[8]").replace("range(1, 513)", "range(1, 9)")
+    sql = sql.replace("'/music/a.flac'", f"'{query}'").replace(
+        "'out.parquet'", f"'{tmp_path / 'out.parquet'}'"
+    )
+    rows = duckdb.sql(sql).fetchall()
+    hits = search(str(tmp_path / "s.h5"), [query], k=10)
+    assert [p for p, _ in rows] == [h.path for h in hits]
+    np.testing.assert_allclose([s for _, s in rows], [h.score for h in hits], atol=1e-5)
