@@ -27,6 +27,7 @@ SLOW_PATHS = (
     "tests/test_distributed.py",
     "tests/train/test_distributed.py",
     "tests/reliability/test_kills_and_full_disks.py",
+    "tests/reliability/test_embed_faults.py",
     "tests/reliability/test_training_faults.py",
 )
 FAST_LIMIT_S = float(os.environ.get("MCLX_FAST_LIMIT_S", "20"))

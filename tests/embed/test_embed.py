@@ -226,6 +226,7 @@ def test_shards_merged_equal_a_single_run(write_audio: WriteAudio, tmp_path: Pat
     assert_shards_merge_to_a_single_run("audio", tmp_path, 3, 7)
 
 
+@pytest.mark.slow  # a kill loop
 def test_resume_after_kill_9_equals_an_uninterrupted_run(write_audio: WriteAudio, tmp_path: Path) -> None:
     for i in range(40):
         write_audio(f"{i:02d}.flac", seconds=6, freq=150 + 25 * i, seed=i)
