@@ -28,14 +28,15 @@ lint: $(STAMP)
 # whole process early (os._exit) would otherwise pass for a green run.
 # `make test`: the fast tier (unit and integration tests, every command end to end on small inputs);
 # `make test-all`: the fast and the slow tier (tests/conftest.py says which is which); CI runs it.
+# One thread per process: the tests' models are tiny, and on two cores torch's threads only contend.
 test: lint
 	rm -f .pytest-finished
-	$(BIN)/python -m pytest -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -m "not slow"
 	@test -f .pytest-finished || { echo "pytest did not finish its session: a test ended the process"; exit 1; }
 
 test-all: lint
 	rm -f .pytest-finished
-	$(BIN)/python -m pytest
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest
 	@test -f .pytest-finished || { echo "pytest did not finish its session: a test ended the process"; exit 1; }
 
 # The reliability suite alone, adding up what it tried in reliability-report.json.

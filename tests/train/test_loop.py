@@ -305,6 +305,7 @@ def test_a_diverged_run_writes_no_non_finite_checkpoint_and_exits_1(
     assert sorted(p.name for p in (out / "snapshots").glob("*"))[-1] == "step-000006.safetensors"
 
 
+@pytest.mark.slow  # a kill loop
 def test_sigterm_at_random_instants_then_resume_is_bit_identical(tmp_path: Path, write_audio) -> None:
     """SIGTERM at any instant, then --resume, ends with the weights of a run never stopped (an outside
     review's defect 4)."""
