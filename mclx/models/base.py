@@ -26,8 +26,13 @@ class EncoderSpec:
     args: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_args(cls, architecture: str, args: dict[str, Any]) -> EncoderSpec:
-        """The spec of an encoder built with constructor ``args`` (which name its rate, window, dim)."""
+    def from_args(cls, architecture: str, args: dict[str, Any], aggregator: str = "mean") -> EncoderSpec:
+        """The spec of an encoder built with constructor ``args`` (which name its rate, window, dim).
+
+        ``aggregator`` joins the arguments unless it is "mean": absent for mean pooling, so that
+        the checkpoints and stores of encoders without one describe them as they always did."""
+        if aggregator != "mean":
+            args = {**args, "aggregator": aggregator}
         return cls(
             architecture, int(args["sample_rate"]), float(args["window_s"]), int(args["embedding_dim"]), args
         )

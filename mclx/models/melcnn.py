@@ -40,9 +40,7 @@ class MelCNN(Encoder):
             "channels": list(channels),
             "embedding_dim": embedding_dim,
         }
-        if aggregator != "mean":  # absent for mean pooling: older checkpoints describe it so
-            args["aggregator"] = aggregator
-        self.spec = EncoderSpec.from_args("melcnn", args)
+        self.spec = EncoderSpec.from_args("melcnn", args, aggregator)
         self.mel = torchaudio.transforms.MelSpectrogram(
             sample_rate=sample_rate, n_fft=n_fft, hop_length=hop_length, n_mels=n_mels
         )

@@ -37,9 +37,7 @@ class SampleCNN(Encoder):
             "channels": list(channels),
             "embedding_dim": embedding_dim,
         }
-        if aggregator != "mean":  # absent for mean pooling: older checkpoints describe it so
-            args["aggregator"] = aggregator
-        self.spec = EncoderSpec.from_args("samplecnn", args)
+        self.spec = EncoderSpec.from_args("samplecnn", args, aggregator)
         layers: list[nn.Module] = [
             nn.Conv1d(1, channels[0], kernel_size=3, stride=3, bias=False),
             nn.BatchNorm1d(channels[0]),
