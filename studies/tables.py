@@ -100,9 +100,9 @@ def study_section(folder: Path) -> list[str]:
     lines += ["### Test splits: each cell's mean over its trainings", ""]
     rows = []
     for c, members in cells.items():
-        rows.append(
-            [c, labels.get(c, c), str(len(members)), *(_interval(ev.interval(col, members)) for col in cols)]
-        )
+        trained = c not in study["baselines"]
+        texts = [_interval(ev.interval(col, members), trained=trained) for col in cols]
+        rows.append([c, labels.get(c, c), str(len(members)) if trained else "", *texts])
     lines += _table(["cell", "strategy", "trainings", *(_title(col) for col in cols)], rows)
     if (folder / FIGURE).exists():
         link = f"{folder.parent.name}/{folder.name}/{FIGURE}"
