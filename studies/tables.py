@@ -43,7 +43,7 @@ def _load(path: Path) -> Any:
 
 
 def _name(features: str) -> str:
-    return features.removesuffix(".h5")
+    return features.removesuffix(".h5").removesuffix(".safetensors")
 
 
 def _result(report: dict[str, Any], features: str, head: str, metric: str) -> dict[str, Any] | None:
