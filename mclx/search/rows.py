@@ -5,15 +5,15 @@ a query path among the stored paths (the query is normalised, never the stored p
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
 from mclx.errors import StoreError, UsageError
-from mclx.store.read import MatrixRows, read_attrs, store_mean
+from mclx.store.read import MEANS, MatrixRows, read_attrs, store_mean
 
 MIN_CENTRE_ROWS = 100  # fewer embedded rows at a level: the search compares raw embeddings
-CHUNK = 65_536  # rows read at a time by exact search
+CHUNK = 16_384  # rows read at a time by exact search and the index build (32 MiB at 512 dims)
 LOOKUPS = 64  # path look-ups by a scan of the stored paths before a dict of them pays
 LEVELS = ("global", "segments")
 
@@ -40,17 +40,27 @@ class Rows:
         self.attrs = read_attrs(store)
         self._lookups = 0
         self._by_path: dict[bytes, int] | None = None
+        # (D,) subtracted before the cosine, and how many finite rows it is the mean of
+        mean, count = store_mean(store, level) if centred else (None, 0)
         with h5py.File(store, "r") as h:
             self._paths = np.asarray(h["files/path"][:], dtype=object)  # (N,) bytes
-            ok = np.asarray(h["files/status"][:], dtype=object) == b"ok"
+            n_files = len(self._paths)
             self.has_global = "global" in h
             self.segment_count = h["files/segment_count"][:]
             if level == "global":
                 if not self.has_global:
                     raise StoreError(f"{store}: it has no global embeddings (made with --level segment)")
-                self.rows = np.flatnonzero(ok)  # (n,) row in /global
-                self.file = self.rows
+                finite = int(h[MEANS["global"]].attrs["rows"]) if MEANS["global"] in h else -1
+                if finite == n_files:
+                    # every global row finite (the count written at commit), so no file failed (a
+                    # failed file's row is NaN): the status column, a string per file and the
+                    # slowest read here, is not needed
+                    self.rows = np.arange(n_files)
+                else:
+                    self.rows = np.flatnonzero(np.asarray(h["files/status"][:], dtype=object) == b"ok")
+                self.file = self.rows  # (n,) row in /global
             else:
+                ok = np.asarray(h["files/status"][:], dtype=object) == b"ok"
                 if "segments" not in h:
                     raise StoreError(f"{store}: it has no segment embeddings (embed with --level both)")
                 seg_file = h["segments/file"][:]
@@ -61,9 +71,7 @@ class Rows:
         if not len(self.rows):
             raise UsageError(f"{store}: no embedded rows to search (empty store or every file failed)")
         self._matrix: MatrixRows | None = None
-        # (D,) subtracted before the cosine; a store of a few rows keeps the raw cosine (its own
-        # mean would be mostly its rows themselves)
-        mean, count = store_mean(store, level) if centred else (None, 0)
+        # a store of a few rows keeps the raw cosine (its own mean would be mostly its rows themselves)
         self.centre = mean if count >= MIN_CENTRE_ROWS else None
 
     def unit(self, x: np.ndarray) -> np.ndarray:
@@ -83,6 +91,12 @@ class Rows:
     def rows_of_file(self, file: int) -> int:
         """How many searchable rows file ``file`` has (1 at global level)."""
         return 1 if self.level == "global" else int(self.segment_count[file])
+
+    def find_all(self, queries: Sequence[str]) -> list[int]:
+        """:meth:`find` of each query; more than ``LOOKUPS`` of them build the dict at once."""
+        if len(queries) > LOOKUPS:
+            self._lookups = LOOKUPS
+        return [self.find(q) for q in queries]
 
     def find(self, query: str) -> int:
         """The first file row whose stored path names ``query`` (-1: none).
@@ -106,22 +120,43 @@ class Rows:
         return -1
 
     def chunks(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """(offset, (n, D) unit rows) over the searchable rows, in order."""
-        import h5py
+        """(offset, (n, D) unit rows) over the searchable rows, in order; a block is valid until
+        the next one is asked for (see :meth:`centred_chunks`)."""
+        for lo, block, norm in self.centred_chunks(size):
+            block /= norm[:, None]
+            yield lo, block
 
+    def centred_chunks(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """(offset, (n, D) rows minus the centre, (n,) their lengths (at least 1e-12)) over the
+        searchable rows, in order: a row's unit vector is the one divided by the other, which a
+        caller scoring few queries does to the (Q, n) scores rather than the (n, D) rows.
+
+        One buffer of ``size`` rows is read into and centred in place, again and again: a block
+        is valid until the next one is asked for (copy it to keep it). A run of rows with no
+        failed file among them (the usual store) is read straight from the file into it."""
         size = size or CHUNK
-        with h5py.File(self.store, "r") as h:
-            ds = h[self.dataset]
-            for lo in range(0, len(self.rows), size):
-                idx = self.rows[lo : lo + size]
-                block = ds[int(idx[0]) : int(idx[-1]) + 1][idx - idx[0]]
-                yield lo, self.unit(block)
+        matrix = self._matrix_rows()
+        buf = np.empty((min(size, len(self.rows)), int(self.attrs["dim"])), dtype=np.float32)
+        for lo in range(0, len(self.rows), size):
+            idx = self.rows[lo : lo + size]
+            if int(idx[-1]) - int(idx[0]) + 1 == len(idx):
+                block = matrix.read_into(int(idx[0]), buf[: len(idx)])
+            else:  # failed rows among them: gathered
+                block = buf[: len(idx)]
+                block[:] = matrix.take(idx)
+            if self.centre is not None:
+                np.subtract(block, self.centre, out=block)
+            norm = np.sqrt(np.einsum("ij,ij->i", block, block))
+            yield lo, block, np.maximum(norm, 1e-12, out=norm)
+
+    def _matrix_rows(self) -> MatrixRows:
+        if self._matrix is None:
+            self._matrix = MatrixRows(self.store, self.dataset)
+        return self._matrix
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         """(n, D) unit rows at ``positions`` ((n,) int, positions among the searchable rows)."""
-        if self._matrix is None:
-            self._matrix = MatrixRows(self.store, self.dataset)
-        return self.unit(self._matrix.take(self.rows[positions]))
+        return self.unit(self._matrix_rows().take(self.rows[positions]))
 
     def stored(self, files: list[int]) -> np.ndarray:
         """(n, D) the stored embeddings of file rows ``files``: global rows, else segment means."""
@@ -138,13 +173,26 @@ class Rows:
         return out
 
 
-def _forms(query: str) -> list[str]:
-    """``query`` and the other spellings of the same file a store may hold, most literal first."""
-    forms = [query, os.path.normpath(query), os.path.abspath(query), os.path.realpath(query)]
-    for full in forms[2:4]:
+def _forms(query: str) -> Iterator[str]:
+    """``query`` and the other spellings of the same file a store may hold, most literal first,
+    each made only when the ones before it were not found (most queries are found as given)."""
+    seen: set[str] = set()
+
+    def new(form: str) -> bool:
+        fresh = form not in seen
+        seen.add(form)
+        return fresh
+
+    for form in (query, os.path.normpath(query)):
+        if new(form):
+            yield form
+    for full in (os.path.abspath(query), os.path.realpath(query)):
+        if new(full):
+            yield full
         try:
             rel = os.path.relpath(full)
         except ValueError:  # another drive
             continue
-        forms += [rel, os.path.join(os.curdir, rel)]
-    return list(dict.fromkeys(forms))
+        for form in (rel, os.path.join(os.curdir, rel)):
+            if new(form):
+                yield form

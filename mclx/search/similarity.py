@@ -91,7 +91,7 @@ def _embed_query(plan: EmbedPlan, path: str) -> np.ndarray:
 
 def resolve_queries(rows: Rows, queries: Sequence[str], device: str = "auto") -> tuple[np.ndarray, list[int]]:
     """(Q, D) unit query vectors and each query's file row in the store (-1: not in it)."""
-    own = [rows.find(q) for q in queries]
+    own = rows.find_all(queries)
     vectors = np.empty((len(queries), int(rows.attrs["dim"])), dtype=np.float32)
     known = [j for j, i in enumerate(own) if i >= 0]
     if known:
@@ -114,12 +114,17 @@ def resolve_queries(rows: Rows, queries: Sequence[str], device: str = "auto") ->
 def exact_topk(rows: Rows, q: np.ndarray, k: int, exclude: list[int]) -> tuple[np.ndarray, np.ndarray]:
     """(Q, k') scores and row positions, best first, by brute force over chunks of the store.
 
-    The store is read once; each chunk is scored against ``QUERY_BLOCK`` queries at a time."""
+    The store is read once; each chunk is scored against ``QUERY_BLOCK`` queries at a time. With
+    fewer queries than dimensions the (Q, n) dot products are divided by the rows' lengths, else
+    the (n, D) rows are scaled first (whichever divides fewer numbers)."""
     n_q = len(q)
     best_s = np.full((n_q, 0), -np.inf, dtype=np.float32)
     best_i = np.zeros((n_q, 0), dtype=np.int64)
     excl = np.asarray(exclude)[:, None]
-    for lo, block in rows.chunks():
+    scale_scores = n_q < q.shape[1]
+    for lo, block, norm in rows.centred_chunks():
+        if not scale_scores:
+            block /= norm[:, None]
         keep = min(k, len(block))
         width = min(k, best_s.shape[1] + keep)
         new_s = np.empty((n_q, width), dtype=np.float32)
@@ -128,6 +133,8 @@ def exact_topk(rows: Rows, q: np.ndarray, k: int, exclude: list[int]) -> tuple[n
         for a in range(0, n_q, QUERY_BLOCK):
             b = min(n_q, a + QUERY_BLOCK)
             s = q[a:b] @ block.T  # (Qb, n)
+            if scale_scores:
+                s /= norm
             s[files == excl[a:b]] = -np.inf
             part = np.argpartition(-s, keep - 1, axis=1)[:, :keep]
             cand_s = np.concatenate([best_s[a:b], np.take_along_axis(s, part, axis=1)], axis=1)

@@ -145,6 +145,7 @@ class MatrixRows:
         self.block = int(ds.chunks[0]) if ds.chunks else max(1, self.shape[0])
         self._offsets: np.ndarray | None = None
         self._map: np.memmap[Any, np.dtype[np.uint8]] | None = None
+        self._fd = -1  # the file opened for positional reads (read_into), with the map
         if not self.shape[0] or ds.id.get_create_plist().get_nfilters():
             return
         offsets = np.full(-(-self.shape[0] // self.block), -1, dtype=np.int64)
@@ -154,19 +155,30 @@ class MatrixRows:
             ds.id.chunk_iter(lambda c: offsets.__setitem__(c.chunk_offset[0] // self.block, c.byte_offset))
         if (offsets >= 0).all():
             self._offsets, self._map = offsets, np.memmap(path, dtype=np.uint8, mode="r")
+            self._fd = os.open(path, os.O_RDONLY)
 
     def _chunk(self, c: int) -> np.ndarray:
-        """(block, D) rows of chunk ``c`` (the last one may hold unwritten rows past the end)."""
-        if self._map is None or self._offsets is None:
-            return np.asarray(self._ds[c * self.block : (c + 1) * self.block])
-        rows = min(self.block, self.shape[0] - c * self.block) if self._ds.chunks is None else self.block
-        return np.ndarray((rows, self.shape[1]), self._ds.dtype, self._map, int(self._offsets[c]))
+        """(block, D) rows of chunk ``c`` through h5py (filtered data)."""
+        return np.asarray(self._ds[c * self.block : (c + 1) * self.block])
 
     def take(self, ids: np.ndarray) -> np.ndarray:
         """(n, D) float32: rows ``ids`` ((n,) int, any order, repeats allowed)."""
         ids = np.asarray(ids, dtype=np.int64)
         out = np.empty((len(ids), self.shape[1]), dtype=np.float32)
         if not len(ids):
+            return out
+        if ids.min() < 0 or ids.max() >= self.shape[0]:
+            raise IndexError(f"rows {ids.min()}..{ids.max()} of {self._ds.name}: it has {self.shape[0]}")
+        if self._map is not None and self._offsets is not None and self._ds.dtype == np.float32:
+            # every row is row_bytes at a known byte offset: one gather over a view of the map
+            # whose i-th "row" is the row_bytes starting at byte i (no copy until the gather)
+            row_bytes = 4 * self.shape[1]
+            chunk = ids // self.block
+            at = self._offsets[chunk] + (ids - chunk * self.block) * row_bytes
+            rows = np.lib.stride_tricks.as_strided(
+                self._map, shape=(len(self._map) - row_bytes + 1, row_bytes), strides=(1, 1), writeable=False
+            )
+            out.view(np.uint8).reshape(len(ids), row_bytes)[:] = rows[at]
             return out
         chunk = ids // self.block
         order = np.argsort(chunk, kind="stable")
@@ -177,8 +189,41 @@ class MatrixRows:
             out[sel] = self._chunk(c)[ids[sel] - c * self.block]
         return out
 
+    def read_into(self, lo: int, out: np.ndarray) -> np.ndarray:
+        """``out`` ((n, D) float32, C-contiguous) filled with rows ``lo`` to ``lo + n``; returned.
+
+        For a sequential pass over the dataset: each chunk's part is copied straight from the file
+        into ``out`` (``os.preadv``), so a buffer reused between calls is the only memory it takes
+        (no fresh arrays, no mapped pages kept); filtered data goes through h5py."""
+        n, dim = out.shape
+        if lo < 0 or lo + n > self.shape[0] or dim != self.shape[1] or not out.flags.c_contiguous:
+            raise ValueError(f"read_into: rows {lo}..{lo + n} x {dim} do not fit {self.shape}")
+        if self._fd < 0 or self._offsets is None or out.dtype != self._ds.dtype:
+            self._ds.read_direct(out, np.s_[lo : lo + n])
+            return out
+        view = memoryview(out.reshape(-1).view(np.uint8).data)
+        row_bytes = dim * out.itemsize
+        at = lo
+        while at < lo + n:
+            c = at // self.block
+            upto = min(lo + n, (c + 1) * self.block)
+            start = int(self._offsets[c]) + (at - c * self.block) * row_bytes
+            want = (upto - at) * row_bytes
+            dst = (at - lo) * row_bytes
+            got = os.preadv(self._fd, [view[dst : dst + want]], start)
+            while got < want:  # a short read: go on from where it stopped
+                more = os.preadv(self._fd, [view[dst + got : dst + want]], start + got)
+                if more <= 0:
+                    raise StoreError(f"{self._h5.filename}: ends inside {self._ds.name}")
+                got += more
+            at = upto
+        return out
+
     def close(self) -> None:
         self._map = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
         self._h5.close()
 
     def __enter__(self) -> MatrixRows:

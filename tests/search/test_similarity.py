@@ -251,3 +251,20 @@ def test_an_index_built_raw_does_not_serve_a_centred_search(
     assert "built for a raw search" in capsys.readouterr().err
     similarity.search(str(tmp_path / "s.h5"), [paths[0]], k=3, centred=False)
     assert "stale" not in capsys.readouterr().err
+
+
+def test_exact_search_of_many_queries_equals_one_query_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fewer queries than dimensions divide the scores by the rows' lengths, more scale the rows
+    first: both are the same cosine."""
+    monkeypatch.setattr(searchrows, "CHUNK", 61)
+    x = clustered(600, 24, seed=9)
+    paths = make_store(tmp_path / "s.h5", x, failed=(7,))
+    queries = paths[10:50]  # 40 queries > 24 dimensions
+    together = similarity.search(str(tmp_path / "s.h5"), queries, k=5, exact=True)
+    for q in (queries[0], queries[17], queries[39]):
+        alone = similarity.search(str(tmp_path / "s.h5"), [q], k=5, exact=True)
+        mine = [h for h in together if h.query == q]
+        assert [h.path for h in mine] == [h.path for h in alone]
+        np.testing.assert_allclose([h.score for h in mine], [h.score for h in alone], atol=1e-6)

@@ -176,6 +176,13 @@ def test_matrix_rows_at_any_positions_equal_hdf5_reads(tmp_path: Path, layout: s
     with MatrixRows(tmp_path / "m.h5", "x") as rows:
         np.testing.assert_array_equal(rows.take(ids), x[ids])
         assert rows.take(np.zeros(0, np.int64)).shape == (0, 6)
+        buf = np.full((100, 6), np.nan, dtype=np.float32)  # one buffer reused, as exact search does
+        for lo, n in [(0, 100), (30, 100), (63, 2), (900, 100), (999, 1), (0, 64)]:
+            np.testing.assert_array_equal(rows.read_into(lo, buf[:n]), x[lo : lo + n])
+        with pytest.raises(ValueError, match="do not fit"):
+            rows.read_into(950, buf)
+        with pytest.raises(IndexError):
+            rows.take(np.array([3, 1000]))
 
 
 def test_the_store_keeps_the_mean_of_its_embedded_rows_and_a_merge_recomputes_it(tmp_path: Path) -> None:
