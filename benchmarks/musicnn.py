@@ -125,7 +125,8 @@ def embed_clips(
     proc = subprocess.run(command, input="".join(p + "\n" for p in paths), stdout=subprocess.PIPE, text=True,
                           env=env)  # fmt: skip
     if proc.returncode:
-        raise MclxError(f"{CHILD.name} exited {proc.returncode} (its messages are above)")
+        hint = f"if the install into {interpreter.parent.parent} did not finish, remove it and run again"
+        raise MclxError(f"{CHILD.name} exited {proc.returncode} (its messages are above; {hint})")
     summary: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     return summary
 

@@ -54,7 +54,7 @@ def run_script(tmp_path: Path, *flags: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "MCLX_DATA": str(tmp_path / "data"),
            "FAKE_MUSICNN_CALLS": str(tmp_path / "calls.txt")}  # fmt: skip
     venv = tmp_path / "venv" if (tmp_path / "venv").exists() else fake_venv(tmp_path / "venv")
-    return subprocess.run(
+    return subprocess.run(  # a later --venv in flags wins
         [sys.executable, "-m", "benchmarks.musicnn", "--venv", str(venv), "--out", str(tmp_path / "out"),
          "--tasks", "t", "--models", "MTT_musicnn", "--embedder", "tests.benchmarks.fake_musicnn:layers",
          *flags],
@@ -84,6 +84,7 @@ def test_every_patch_is_pooled_into_stores_the_probe_reads(tmp_path: Path) -> No
     assert [r.duration_s for r in data.records] == pytest.approx([10.0] * len(t.paths))
 
 
+@pytest.mark.slow  # two runs of the script, each importing torch: 16 s on a busy 2-core machine
 def test_a_rerun_embeds_only_what_failed_and_failures_are_recorded(tmp_path: Path) -> None:
     pitch_task(tmp_path / "data", seconds=4.0, broken="broken.wav")
     first = run_script(tmp_path, "--limit", "100")
@@ -102,6 +103,18 @@ def test_a_rerun_embeds_only_what_failed_and_failures_are_recorded(tmp_path: Pat
     assert [os.path.basename(p) for p in calls.read_text().splitlines()] == ["broken.wav"]
     again = read_store(str(tmp_path / "out" / "stores" / "t" / "MTT_musicnn.penultimate.max.h5"))
     np.testing.assert_array_equal(again.global_matrix(), data.global_matrix())
+
+
+def test_a_missing_environment_is_made_with_the_commands_it_prints(tmp_path: Path) -> None:
+    pitch_task(tmp_path / "data", seconds=4.0)
+    python = tmp_path / "python3.11"  # stands for the Python that makes the environment: it fails
+    python.write_text('#!/bin/sh\necho "$@" > "$(dirname "$0")/made.txt"\nexit 3\n')
+    python.chmod(0o755)
+    proc = run_script(tmp_path, "--venv", str(tmp_path / "mn"), "--venv-python", str(python))
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert (tmp_path / "made.txt").read_text().split() == ["-m", "venv", str(tmp_path / "mn")]
+    assert f"+ {python} -m venv {tmp_path / 'mn'}" in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: --venv {tmp_path / 'mn'}: ")
 
 
 @pytest.mark.slow
