@@ -132,3 +132,7 @@ def test_each_store_is_probed_and_compared_with_mclx_base(tmp_path: Path) -> Non
     assert table in proc.stdout
     summary = next(line for line in table.splitlines() if line.startswith("| t | accuracy |"))
     assert "MTT_musicnn." in summary
+    valid = json.loads((tmp_path / "out" / "valid.json").read_text())["t"]
+    assert set(valid) == set(stores)  # every layer scored on the valid split
+    chosen = max(stores, key=lambda s: valid[s])  # the best is chosen there, not on test
+    assert Path(chosen).name.removesuffix(".h5") in summary
