@@ -24,6 +24,7 @@ import math
 import os
 import socket
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -44,6 +45,7 @@ from mclx.signals import StopRequest
 EXTRA = "pip install 'mclx[ray]'"
 # Test hook: "N:MARKER" makes one encoder actor exit on its N-th batch, once (MARKER is created then).
 ACTOR_EXIT_HOOK = "MCLX_RAY_TEST_ACTOR_EXIT"
+ACTOR_STAGES = ("load", "idle", "call", "forward")  # what an encoder actor times (see run)
 
 
 def require_ray() -> Any:
@@ -149,6 +151,8 @@ class RayEngine:
         self.cluster: ClusterPlan | None = None
         self.arriving: dict[int, _Arriving] = {}
         self.settled: set[int] = set()
+        self.dataset: Any = None  # the run's Ray Dataset, once built: its stats() for benchmarks
+        self.forwards = 0  # encoder passes the actors ran (full batches, padded when short)
 
     def make_plan(self, settings: EmbedSettings, argv: Sequence[str] | None) -> EmbedPlan:
         """The run's plan as the actors will run it (:func:`mclx.embed.plan.make_plan` for the
@@ -164,16 +168,27 @@ class RayEngine:
         return plan
 
     def run(self, ledger: Ledger, stop: StopRequest) -> None:
+        """Stages timed (:attr:`EmbedSummary.stage_s`): "start" (the dataset built), "first_batch"
+        (the driver waiting for the first embeddings: actors started, models loaded, the first
+        files decoded and encoded), "wait" (waiting for the others), "take" (the driver taking
+        them in: pooling, journal, bar) and the actors' own, summed over actors: "actor.load"
+        (construction and model load), "actor.idle" (waiting for windows), "actor.call" (a batch
+        in and out) and "actor.forward" (the encoder's part of it)."""
         if not ledger.begin():
             return
-        batches = iter(self._dataset(ledger).iter_batches(batch_size=None, batch_format="numpy"))
+        summary = ledger.summary
+        with summary.timed("start"):
+            self.dataset = self._dataset(ledger)
+        batches = iter(self.dataset.iter_batches(batch_size=None, batch_format="numpy"))
         try:
-            for batch in _ray_errors(batches):
+            for batch in _clocked(_ray_errors(batches), summary):
                 if stop.is_set():
                     ledger.interrupted = True
                     break
-                self._take(ledger, batch)
-                if not ledger.tick():
+                with summary.timed("take"):
+                    self._take(ledger, batch)
+                    going = ledger.tick()
+                if not going:
                     break
             else:
                 for index in set(ledger.todo) - self.settled:  # never expected: say so in the store
@@ -228,6 +243,9 @@ class RayEngine:
 
     def _take(self, ledger: Ledger, batch: dict[str, np.ndarray]) -> None:
         """Window embeddings from the actors; a file is finished when all its windows are in."""
+        for stage in ACTOR_STAGES:  # the actors' clocks, on the first row of each of their batches
+            ledger.summary.add_time(f"actor.{stage}", float(batch[f"{stage}_s"].sum()))
+        self.forwards += int(batch["forwards"].sum())
         for row in range(len(batch["index"])):
             index = int(batch["index"][row])
             if index in self.settled:
@@ -258,6 +276,19 @@ class _Arriving:
     rows: dict[int, tuple[Window, np.ndarray]] = field(default_factory=dict)  # window number -> (D,)
     count: int = -1  # windows in the file, known once its last chunk arrived
     duration_s: float = math.nan
+
+
+def _clocked(batches: Iterator[Any], summary: EmbedSummary) -> Iterator[Any]:
+    """The batches; the driver's time blocked on the first goes to stage "first_batch", on the
+    others to "wait"."""
+    stage = "first_batch"
+    while True:
+        with summary.timed(stage):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        stage = "wait"
+        yield batch
 
 
 def _actor_restarts() -> dict[str, Any]:
@@ -294,6 +325,7 @@ class _WindowEncoder:
     """Ray Data actor: the model loaded and checked once, then batches of windows -> embeddings."""
 
     def __init__(self, settings: EmbedSettings, model_sha256: str) -> None:
+        born = time.perf_counter()
         self.plan = make_plan(settings)
         if self.plan.attrs["model_sha256"] != model_sha256:
             raise WeightsError(
@@ -303,12 +335,17 @@ class _WindowEncoder:
             )
         self.calls = 0
         self.exit_hook = _exit_once_hook()
+        self.idle_since = time.perf_counter()
+        self.load_s = self.idle_since - born  # reported with the first batch
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Window rows (see :func:`decode_task`) -> the same rows with ``embedding`` (rows, D)
-        float32 instead of ``samples`` (NaN on error rows)."""
+        float32 instead of ``samples`` (NaN on error rows), and the actor's clocks (seconds, on
+        the first row): ``load_s``, ``idle_s`` (since its last batch), ``call_s``, ``forward_s``,
+        and ``forwards``, the encoder passes run."""
         import torch
 
+        called = time.perf_counter()
         self.calls += 1
         if self.exit_hook is not None and self.calls == self.exit_hook[0] and not self.exit_hook[1].exists():
             self.exit_hook[1].touch()
@@ -317,9 +354,21 @@ class _WindowEncoder:
         samples = batch.pop("samples")
         ok = np.flatnonzero(batch["error"] == "")
         emb = np.full((len(samples), plan.dim), np.nan, np.float32)
+        forward_s = 0.0
         for lo in range(0, len(ok), plan.batch_size):
             rows = ok[lo : lo + plan.batch_size]
             x = torch.from_numpy(np.ascontiguousarray(samples[rows])).to(plan.device)
+            t0 = time.perf_counter()
             emb[rows] = encode(plan, x)[: len(rows)].cpu().numpy()
+            forward_s += time.perf_counter() - t0
         batch["embedding"] = emb
+        done = time.perf_counter()
+        idle_s = called - self.idle_since
+        clocks = {"load": self.load_s, "idle": idle_s, "call": done - called, "forward": forward_s}
+        for stage in ACTOR_STAGES:
+            batch[f"{stage}_s"] = np.zeros(len(emb), np.float64)
+            batch[f"{stage}_s"][0] = clocks[stage]
+        batch["forwards"] = np.zeros(len(emb), np.int64)
+        batch["forwards"][0] = -(-len(ok) // plan.batch_size)
+        self.load_s, self.idle_since = 0.0, done
         return batch
