@@ -39,13 +39,14 @@ from mclx.embed.plan import Cluster, EmbedPlan, EmbedSettings, make_plan
 from mclx.embed.run import embed
 from mclx.embed.windows import Window
 from mclx.errors import MclxError, UsageError, WeightsError, one_line
-from mclx.ray.files import decode_task
+from mclx.ray.files import decode_task, files_per_task
 from mclx.signals import StopRequest
 
 EXTRA = "pip install 'mclx[ray]'"
 # Test hook: "N:MARKER" makes one encoder actor exit on its N-th batch, once (MARKER is created then).
 ACTOR_EXIT_HOOK = "MCLX_RAY_TEST_ACTOR_EXIT"
 ACTOR_STAGES = ("load", "idle", "call", "forward")  # what an encoder actor times (see run)
+ACTOR_CPUS = 1  # CPUs (and torch threads) of an encoder actor on CPU nodes
 
 
 def require_ray() -> Any:
@@ -76,6 +77,14 @@ class ClusterPlan:
     actors: int
     cpus: float
     gpus: float
+    # CPUs each CPU actor reserves, and the torch threads it runs (Ray sets OMP_NUM_THREADS so
+    # only where the node's environment has none); None: a GPU actor, torch's own default.
+    actor_cpus: int | None = ACTOR_CPUS
+
+    @property
+    def decoders(self) -> int:
+        """Decode tasks the cluster runs at once: the CPUs the actors leave."""
+        return max(1, int(self.cpus) - self.actors * (self.actor_cpus or 0))
 
 
 def embed_on_ray(
@@ -163,8 +172,11 @@ class RayEngine:
         cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
         plan = make_plan(settings, argv, Cluster(cpus, gpus))
         device = plan.device_type
-        actors = self.ray_settings.actors or (int(gpus) if device == "cuda" else max(1, int(cpus) // 2))
-        self.cluster = ClusterPlan(device, actors, cpus, gpus)
+        if device == "cuda":
+            self.cluster = ClusterPlan(device, self.ray_settings.actors or int(gpus), cpus, gpus, None)
+        else:  # half the CPUs encode, half decode: on the CPU the two cost about the same per file
+            actors = self.ray_settings.actors or max(1, int(cpus) // (2 * ACTOR_CPUS))
+            self.cluster = ClusterPlan(device, actors, cpus, gpus, ACTOR_CPUS)
         return plan
 
     def run(self, ledger: Ledger, stop: StopRequest) -> None:
@@ -224,9 +236,12 @@ class RayEngine:
             decode_task, rate=plan.rate, window=plan.window, hop=plan.hop, chunk=plan.batch_size
         )
         files = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))
-        windows = files.map_batches(decode, batch_size=1, num_cpus=1)
+        per_task = files_per_task(len(items), cluster.decoders)
+        windows = files.map_batches(decode, batch_size=per_task, num_cpus=1)
         sha256 = plan.attrs["model_sha256"]
-        per_actor: dict[str, Any] = {"num_gpus": 1} if cluster.device == "cuda" else {"num_cpus": 1}
+        per_actor: dict[str, Any] = (
+            {"num_gpus": 1} if cluster.actor_cpus is None else {"num_cpus": cluster.actor_cpus}
+        )
         with warnings.catch_warnings():
             # Per-call remote arguments are deprecated in Ray 2.60 (removed in 2.64, hence the
             # pin below it) with no other way yet to state an actor's restarts; a stage with a
@@ -234,7 +249,11 @@ class RayEngine:
             warnings.filterwarnings("ignore", message=".*ray_remote_args_fn.*deprecated")
             return windows.map_batches(
                 _WindowEncoder,
-                fn_constructor_kwargs={"settings": actor_settings, "model_sha256": sha256},
+                fn_constructor_kwargs={
+                    "settings": actor_settings,
+                    "model_sha256": sha256,
+                    "threads": cluster.actor_cpus,
+                },
                 batch_size=plan.batch_size,
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cluster.actors),
                 ray_remote_args_fn=_actor_restarts,
@@ -324,8 +343,13 @@ def _exit_once_hook() -> tuple[int, Path] | None:
 class _WindowEncoder:
     """Ray Data actor: the model loaded and checked once, then batches of windows -> embeddings."""
 
-    def __init__(self, settings: EmbedSettings, model_sha256: str) -> None:
+    def __init__(self, settings: EmbedSettings, model_sha256: str, threads: int | None = None) -> None:
+        """``threads``: torch's intra-op threads, the CPUs the actor reserved (None: torch's default)."""
         born = time.perf_counter()
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         self.plan = make_plan(settings)
         if self.plan.attrs["model_sha256"] != model_sha256:
             raise WeightsError(
