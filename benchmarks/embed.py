@@ -13,6 +13,10 @@
    to use a running cluster instead), beside stage 3 on the same files: files/s, x realtime, the
    runtime's start-up, and the ratio to the native pipeline (needs mclx[ray]).
 Prints a table, then one JSON line with the x-realtime figures (audio seconds per wall second).
+``--engine ray --breakdown`` runs only stage 3 and the Ray engine, on the same files, and prints
+where each one's time goes, stage by stage side by side (the runs' own clocks,
+``EmbedSummary.stage_s``, and Ray Data's stats: decode tasks, encoder actors, a timeline), the
+encoder passes each ran and whether their embeddings are identical, then one JSON line.
 ``--versus M`` also runs stages 2 and 3 with model M on the same files in the same run and
 reports the ratios (the first model's speed over M's).
 """

@@ -3,8 +3,8 @@
 The driver does what a local run does with everything but the audio: it lists and stats the
 files, skips those already done, journals finished files and builds the store
 (:func:`mclx.embed.embed`). The cluster does the audio: Ray Data reads the file list, CPU
-tasks decode each file into windows (:func:`mclx.ray.files.decode_task`), an actor pool
-encodes full batches of windows (one model per actor, loaded and checked once), and the window
+tasks decode files into windows, packed into full batches (:func:`mclx.ray.files.decode_task`),
+an actor pool encodes them (one model per actor, loaded and checked once), and the window
 embeddings stream back to the driver (``iter_batches``), which pools each file once all its
 windows are in. Memory is bounded by Ray Data's streaming back-pressure; no shared file system
 is needed for the output.
@@ -220,6 +220,12 @@ class RayEngine:
         (``max_task_retries=-1``). A file that cannot be decoded is a row, never a task error.
         Decoding stays in CPU tasks of its own, not fused into the actors: a CPU left to
         the decoders is not idle while an actor encodes.
+
+        Block sizes: each decode task takes several files and cuts their windows into chunks of
+        one batch (:func:`mclx.ray.files.decode_task`), so the actors' batches are full; the
+        streaming repartition to one batch per block (fused into the decode tasks) sends each
+        chunk on as it is cut, where Ray Data would otherwise hold a task's output until 128 MiB
+        or the task's end (the encoder then waited for whole tasks).
         """
         import ray
 
@@ -237,7 +243,9 @@ class RayEngine:
         )
         files = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))
         per_task = files_per_task(len(items), cluster.decoders)
-        windows = files.map_batches(decode, batch_size=per_task, num_cpus=1)
+        windows = files.map_batches(decode, batch_size=per_task, num_cpus=1).repartition(
+            target_num_rows_per_block=plan.batch_size
+        )
         sha256 = plan.attrs["model_sha256"]
         per_actor: dict[str, Any] = (
             {"num_gpus": 1} if cluster.actor_cpus is None else {"num_cpus": cluster.actor_cpus}
