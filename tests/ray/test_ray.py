@@ -121,6 +121,8 @@ def test_an_encoder_actor_that_dies_loses_and_repeats_nothing(
     summary = embed_on_ray(corpus, str(out), LOCAL, RaySettings(address=cluster, actors=1))
     assert marker.exists(), "no actor exited: the test proves nothing"
     assert (summary.ok, summary.failed, summary.skipped) == (11, 1, 0)
+    assert {"first_batch", "take", "actor.load", "actor.idle", "actor.call"} <= summary.stage_s.keys()
+    assert 0 < summary.stage_s["actor.forward"] <= summary.stage_s["actor.call"]
     assert_stores_match(reference, out)
     assert len(set(read_store(out).paths)) == 12
 
