@@ -308,7 +308,7 @@ def _ray_data_stats(dataset: Any, began: float) -> dict[str, float]:
     wall seconds (summed over tasks), and when each operator first started and last ended
     (seconds after ``began``, the library call's start)."""
     found: dict[str, float] = {}
-    summary = dataset._get_stats_summary()  # what Dataset.stats() prints, as numbers
+    summary = dataset.get_stats_summary()  # what Dataset.stats() prints, as numbers (a DeveloperAPI)
     while summary is not None:
         for op in summary.operators_stats:
             if "decode_task" in op.operator_name:

@@ -222,10 +222,12 @@ class RayEngine:
         the decoders is not idle while an actor encodes.
 
         Block sizes: each decode task takes several files and cuts their windows into chunks of
-        one batch (:func:`mclx.ray.files.decode_task`), so the actors' batches are full; the
-        streaming repartition to one batch per block (fused into the decode tasks) sends each
-        chunk on as it is cut, where Ray Data would otherwise hold a task's output until 128 MiB
-        or the task's end (the encoder then waited for whole tasks).
+        one batch (:func:`mclx.ray.files.decode_task`), so the actors' batches are full. The
+        repartition to one batch per block (fused into the decode tasks) splits a task's output,
+        which Ray Data otherwise keeps as one block (30 MB for 16 files of 30 s), so that the
+        actors take it batch by batch and the driver gets each batch's embeddings as they are
+        made. A task's output is still released when the task's call ends, not chunk by chunk
+        (Ray 2.60): the first encoder call waits for the first decode task.
         """
         import ray
 
