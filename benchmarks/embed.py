@@ -13,6 +13,10 @@
    to use a running cluster instead), beside stage 3 on the same files: files/s, x realtime, the
    runtime's start-up, and the ratio to the native pipeline (needs mclx[ray]).
 Prints a table, then one JSON line with the x-realtime figures (audio seconds per wall second).
+``--engine ray --breakdown`` runs only stage 3 and the Ray engine, on the same files, and prints
+where each one's time goes, stage by stage side by side (the runs' own clocks,
+``EmbedSummary.stage_s``, and Ray Data's stats: decode tasks, encoder actors, a timeline), the
+encoder passes each ran and whether their embeddings are identical, then one JSON line.
 ``--versus M`` also runs stages 2 and 3 with model M on the same files in the same run and
 reports the ratios (the first model's speed over M's).
 """
@@ -28,6 +32,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -217,6 +222,135 @@ def bench_ray(paths: list[str], args: argparse.Namespace, batch: int, workers: i
     }
 
 
+# The breakdown's rows: (label, the native run's stage, the Ray run's stage); "" where a stage has
+# no counterpart. Stages are EmbedSummary.stage_s, plus "ray.init", "decode.cpu" (the decoders'
+# CPU seconds: the decoder processes' rusage, the decode tasks' Ray stats), "decode.wall" (in
+# the decode tasks), "encoder.op" (the encoder operator's remote wall time, Ray's stats) and "wall".
+BREAKDOWN = (
+    ("ray.init (runtime start-up)", "", "ray.init"),
+    ("plan: model load on the driver", "plan", "plan"),
+    ("resume: stat files, open journal", "resume", "resume"),
+    ("engine start: decoder pool | dataset", "start", "start"),
+    ("first embeddings back", "", "first_batch"),
+    ("driver waiting (decoders | results)", "wait", "wait"),
+    ("driver taking results in", "", "take"),
+    ("encoder forward", "forward", "actor.forward"),
+    ("encoder actors: construct + load", "", "actor.load"),
+    ("encoder actors: in calls", "", "actor.call"),
+    ("encoder actors: idle between calls", "", "actor.idle"),
+    ("encoder operator (Ray stats)", "", "encoder.op"),
+    ("decode: CPU s", "decode.cpu", "decode.cpu"),
+    ("decode: task wall s (Ray stats)", "", "decode.wall"),
+    ("timeline: first decode task starts at", "", "decode.first"),
+    ("timeline: last decode task ends at", "", "decode.last"),
+    ("timeline: first encoder call starts at", "", "encoder.first"),
+    ("timeline: last encoder call ends at", "", "encoder.last"),
+    ("journal writes", "journal", "journal"),
+    ("store build", "store", "store"),
+    ("engine (decode + encode + driver)", "engine", "engine"),
+    ("wall (library call)", "wall", "wall"),
+)
+
+
+def bench_breakdown(paths: list[str], args: argparse.Namespace, batch: int, workers: int) -> dict[str, Any]:
+    """Where the time goes: the native library call and the Ray engine on the same files, stage by
+    stage (the runs' own clocks, EmbedSummary.stage_s, and Ray Data's stats), and whether the two
+    stores hold the same embeddings bit for bit."""
+    import resource
+
+    import h5py
+    import ray
+    import ray.data  # imported before the run, as `mclx embed --engine ray` does (require_ray)
+
+    from mclx.embed import EmbedSettings, embed
+    from mclx.ray.engine import RayEngine, RaySettings
+
+    settings = EmbedSettings(
+        model=args.model, device=args.device, precision=args.precision, batch_size=batch,
+        workers=workers, quiet=True, overwrite=True,
+    )  # fmt: skip
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        native = embed(paths, f"{tmp}/native.h5", settings)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out["native"] = {**native.stage_s, "wall": native.wall_s}
+        out["native"]["decode.cpu"] = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+
+        t0 = time.perf_counter()
+        if args.ray_address:
+            ray.init(address=args.ray_address, logging_level="WARNING", log_to_driver=False)
+        else:
+            ray.init(logging_level="WARNING", log_to_driver=False, include_dashboard=False)
+        try:
+            startup = time.perf_counter() - t0
+            engine = RayEngine(RaySettings(actors=args.ray_actors))
+            began = time.perf_counter()  # Ray Data's clocks are perf_counter's too (one node: comparable)
+            on_ray = embed(paths, f"{tmp}/ray.h5", settings, engine=engine)
+            stats = _ray_data_stats(engine.dataset, began)
+            cluster = engine.cluster
+        finally:
+            ray.shutdown()
+        out["ray"] = {**on_ray.stage_s, **stats, "ray.init": startup, "wall": on_ray.wall_s}
+        with h5py.File(f"{tmp}/native.h5") as a, h5py.File(f"{tmp}/ray.h5") as b:
+            same = a["global"][()].tobytes() == b["global"][()].tobytes()
+            windows = int(a["files/segment_count"][()].sum())
+    out.update(
+        files=len(paths), windows=windows, batch=batch, identical=same, forwards=engine.forwards,
+        native_forwards=-(-windows // batch), actors=cluster.actors if cluster else None,
+        native_files_per_s=len(paths) / native.wall_s, ray_files_per_s=len(paths) / on_ray.wall_s,
+    )  # fmt: skip
+    return out
+
+
+def _ray_data_stats(dataset: Any, began: float) -> dict[str, float]:
+    """From Ray Data's own stats: the decode tasks' CPU and wall seconds, the encoder operator's
+    wall seconds (summed over tasks), and when each operator first started and last ended
+    (seconds after ``began``, the library call's start)."""
+    found: dict[str, float] = {}
+    summary = dataset.get_stats_summary()  # what Dataset.stats() prints, as numbers (a DeveloperAPI)
+    while summary is not None:
+        for op in summary.operators_stats:
+            if "decode_task" in op.operator_name:
+                key = "decode"
+            elif "WindowEncoder" in op.operator_name:
+                key = "encoder"
+            else:
+                continue
+            if op.wall_time is not None:
+                found[f"{key}.wall" if key == "decode" else "encoder.op"] = op.wall_time.sum
+            if op.cpu_time is not None and key == "decode":
+                found["decode.cpu"] = op.cpu_time.sum
+            if op.earliest_start_time is not None and op.latest_end_time is not None:
+                found[f"{key}.first"] = op.earliest_start_time - began
+                found[f"{key}.last"] = op.latest_end_time - began
+        summary = summary.parents[0] if summary.parents else None
+    return found
+
+
+def print_breakdown(b: dict[str, Any]) -> None:
+    """The breakdown as a table, native beside Ray, then one JSON line."""
+    print(f"{b['files']} files, {b['windows']} windows, batch {b['batch']}, Ray actors {b['actors']}; "
+          f"encoder passes: native {b['native_forwards']}, Ray {b['forwards']} "
+          f"({b['windows'] / max(1, b['forwards'] * b['batch']):.0%} of Ray's batch rows are windows); "
+          f"embeddings identical: {b['identical']}")  # fmt: skip
+    print(f"{'stage (seconds)':<40}{'native':>9}{'Ray':>9}")
+    for label, nkey, rkey in BREAKDOWN:
+        cells = [
+            f"{b[side][key]:9.2f}" if key in b[side] else f"{'-':>9}"
+            for side, key in (("native", nkey), ("ray", rkey))
+        ]
+        print(f"{label:<40}{''.join(cells)}")
+    print(f"{'files/s':<40}{b['native_files_per_s']:9.2f}{b['ray_files_per_s']:9.2f}"
+          f"   ratio Ray / native {b['ray_files_per_s'] / b['native_files_per_s']:.2f}")  # fmt: skip
+    line = {**b, "native": {k: round(v, 3) for k, v in b["native"].items()},
+            "ray": {k: round(v, 3) for k, v in b["ray"].items()},
+            "native_files_per_s": round(b["native_files_per_s"], 2),
+            "ray_files_per_s": round(b["ray_files_per_s"], 2),
+            "ray_vs_native": round(b["ray_files_per_s"] / b["native_files_per_s"], 2)}  # fmt: skip
+    print(json.dumps(line))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--files", type=int, default=200)
@@ -234,7 +368,13 @@ def main() -> None:
     ap.add_argument("--engine", default="local", choices=["local", "ray"], help="ray: also the Ray engine")
     ap.add_argument("--ray-address", default=None, help="a running Ray cluster (default: start one here)")
     ap.add_argument("--ray-actors", type=int, default=None)
+    ap.add_argument(
+        "--breakdown", action="store_true",
+        help="with --engine ray: only the native and the Ray run, timed stage by stage, side by side",
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.breakdown and args.engine != "ray":
+        ap.error("--breakdown needs --engine ray")
 
     from mclx.decoders import default_workers
     from mclx.devices import resolve_device
@@ -252,6 +392,11 @@ def main() -> None:
         paths = make_audio(where, args.files, args.seconds, args.format)[: args.files]
     durations = [duration_s(p) for p in paths]
     audio_s = float(sum(durations))
+    if args.breakdown:
+        print(f"model {args.model}, device {args.device}, workers {workers}, cores {os.cpu_count()}, "
+              f"{audio_s / 3600:.2f} h audio")  # fmt: skip
+        print_breakdown(bench_breakdown(paths, args, batch, workers))
+        return
 
     walls: dict[str, float] = {}  # model -> wall seconds of its library run
 

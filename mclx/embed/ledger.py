@@ -9,10 +9,11 @@ file's embeddings leave memory), the progress bar, the summary and ``--fail-fast
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,6 +44,22 @@ class EmbedSummary:
     # Rank 0 of a torchrun job (see embed_part): the rows it merged from ``merged_from`` rank stores.
     merged_rows: int | None = None
     merged_from: int = 0
+    # Seconds spent in each stage of the run, summed over its occurrences: "plan", "resume",
+    # "engine", "journal", "store" and the engine's own (see its module). Benchmarks read them
+    # (`python -m benchmarks.embed --breakdown`); --json does not print them.
+    stage_s: dict[str, float] = field(default_factory=dict)
+
+    def add_time(self, stage: str, seconds: float) -> None:
+        self.stage_s[stage] = self.stage_s.get(stage, 0.0) + seconds
+
+    @contextlib.contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Add the time the block takes to ``stage`` (two clock reads: cheap on any path)."""
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add_time(stage, time.perf_counter() - t0)
 
     @property
     def xrt(self) -> float:
@@ -169,7 +186,8 @@ class Ledger:
 
     def write_journal(self) -> None:
         try:
-            chunk = self.journal.append(self.unjournaled, self.plan.dim)
+            with self.summary.timed("journal"):
+                chunk = self.journal.append(self.unjournaled, self.plan.dim)
         except OSError as exc:
             raise MclxError(
                 f"cannot write the journal in {self.journal.dir}: {exc.strerror or exc}; "

@@ -84,9 +84,11 @@ class _Loop:
         ledger, plan = self.ledger, self.plan
         threads = torch.get_num_threads()
         timeout = plan.settings.decode_timeout_s
-        pool = DecoderPool(
-            ledger.files, ledger.todo, plan.workers, timeout_s=timeout, resample_to=plan.resample_to
-        )
+        summary = ledger.summary
+        with summary.timed("start"):
+            pool = DecoderPool(
+                ledger.files, ledger.todo, plan.workers, timeout_s=timeout, resample_to=plan.resample_to
+            )
         try:
             while pool.busy or self.pending or self.inflight:
                 if stop.is_set():
@@ -98,7 +100,9 @@ class _Loop:
                     self._forward()
                 else:
                     self._drain()  # waiting for decoders anyway: take in the last batch first
-                    for event in pool.poll(timeout=0.2) if pool.busy else []:
+                    with summary.timed("wait"):
+                        events = pool.poll(timeout=0.2) if pool.busy else []
+                    for event in events:
                         self._handle(event)
                 if not ledger.tick(realtime=True):
                     break
@@ -150,7 +154,8 @@ class _Loop:
         import torch
 
         batch, self.pending = self.pending[: self.plan.batch_size], self.pending[self.plan.batch_size :]
-        out = encode(self.plan, torch.stack([chunk for _, chunk in batch]))
+        with self.ledger.summary.timed("forward"):
+            out = encode(self.plan, torch.stack([chunk for _, chunk in batch]))
         if self.plan.device.type == "cuda":
             host = self._host_buffer(out.shape)
             host.copy_(out, non_blocking=True)

@@ -49,6 +49,7 @@ def embed(
     check_output_writable(output)
     engine = engine or LocalEngine()
     plan = engine.make_plan(settings, argv)
+    planned = time.monotonic()
     journal = Journal(Path(output))
     # An interrupted --overwrite run with these settings is carried on, with or without the flag:
     # its journal is kept, and the old store is still the one being replaced.
@@ -69,12 +70,15 @@ def embed(
             stale.unlink(missing_ok=True)
         summary = EmbedSummary(output=output, files=len(files), warnings=list(journal.damaged))
         records, todo = _records(files, previous, summary)
+        summary.add_time("plan", planned - started)
+        summary.add_time("resume", time.monotonic() - planned)
         ledger = Ledger(files, records, todo, plan, journal, summary, on_progress)
-        with stop_on_signals(second_interrupts=False) as stop:
+        with stop_on_signals(second_interrupts=False) as stop, summary.timed("engine"):
             engine.run(ledger, stop)
         if ledger.interrupted:
             raise Interrupted(f"interrupted: {len(todo) - ledger.finished} files left; run again to resume")
-        _commit(output, plan, records, [] if replacing else previous, journal)
+        with summary.timed("store"):
+            _commit(output, plan, records, [] if replacing else previous, journal)
         if not ledger.stopped_early:
             journal.remove()
     finally:

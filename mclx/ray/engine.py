@@ -3,8 +3,8 @@
 The driver does what a local run does with everything but the audio: it lists and stats the
 files, skips those already done, journals finished files and builds the store
 (:func:`mclx.embed.embed`). The cluster does the audio: Ray Data reads the file list, CPU
-tasks decode each file into windows (:func:`mclx.ray.files.decode_task`), an actor pool
-encodes full batches of windows (one model per actor, loaded and checked once), and the window
+tasks decode files into windows, packed into full batches (:func:`mclx.ray.files.decode_task`),
+an actor pool encodes them (one model per actor, loaded and checked once), and the window
 embeddings stream back to the driver (``iter_batches``), which pools each file once all its
 windows are in. Memory is bounded by Ray Data's streaming back-pressure; no shared file system
 is needed for the output.
@@ -24,6 +24,7 @@ import math
 import os
 import socket
 import sys
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -38,12 +39,14 @@ from mclx.embed.plan import Cluster, EmbedPlan, EmbedSettings, make_plan
 from mclx.embed.run import embed
 from mclx.embed.windows import Window
 from mclx.errors import MclxError, UsageError, WeightsError, one_line
-from mclx.ray.files import decode_task
+from mclx.ray.files import decode_task, files_per_task
 from mclx.signals import StopRequest
 
 EXTRA = "pip install 'mclx[ray]'"
 # Test hook: "N:MARKER" makes one encoder actor exit on its N-th batch, once (MARKER is created then).
 ACTOR_EXIT_HOOK = "MCLX_RAY_TEST_ACTOR_EXIT"
+ACTOR_STAGES = ("load", "idle", "call", "forward")  # what an encoder actor times (see run)
+ACTOR_CPUS = 1  # CPUs (and torch threads) of an encoder actor on CPU nodes
 
 
 def require_ray() -> Any:
@@ -74,6 +77,14 @@ class ClusterPlan:
     actors: int
     cpus: float
     gpus: float
+    # CPUs each CPU actor reserves, and the torch threads it runs (Ray sets OMP_NUM_THREADS so
+    # only where the node's environment has none); None: a GPU actor, torch's own default.
+    actor_cpus: int | None = ACTOR_CPUS
+
+    @property
+    def decoders(self) -> int:
+        """Decode tasks the cluster runs at once: the CPUs the actors leave."""
+        return max(1, int(self.cpus) - self.actors * (self.actor_cpus or 0))
 
 
 def embed_on_ray(
@@ -149,6 +160,8 @@ class RayEngine:
         self.cluster: ClusterPlan | None = None
         self.arriving: dict[int, _Arriving] = {}
         self.settled: set[int] = set()
+        self.dataset: Any = None  # the run's Ray Dataset, once built: its stats() for benchmarks
+        self.forwards = 0  # encoder passes the actors ran (full batches, padded when short)
 
     def make_plan(self, settings: EmbedSettings, argv: Sequence[str] | None) -> EmbedPlan:
         """The run's plan as the actors will run it (:func:`mclx.embed.plan.make_plan` for the
@@ -159,21 +172,35 @@ class RayEngine:
         cpus, gpus = float(resources.get("CPU", 0)), float(resources.get("GPU", 0))
         plan = make_plan(settings, argv, Cluster(cpus, gpus))
         device = plan.device_type
-        actors = self.ray_settings.actors or (int(gpus) if device == "cuda" else max(1, int(cpus) // 2))
-        self.cluster = ClusterPlan(device, actors, cpus, gpus)
+        if device == "cuda":
+            self.cluster = ClusterPlan(device, self.ray_settings.actors or int(gpus), cpus, gpus, None)
+        else:  # half the CPUs encode, half decode: on the CPU the two cost about the same per file
+            actors = self.ray_settings.actors or max(1, int(cpus) // (2 * ACTOR_CPUS))
+            self.cluster = ClusterPlan(device, actors, cpus, gpus, ACTOR_CPUS)
         return plan
 
     def run(self, ledger: Ledger, stop: StopRequest) -> None:
+        """Stages timed (:attr:`EmbedSummary.stage_s`): "start" (the dataset built), "first_batch"
+        (the driver waiting for the first embeddings: actors started, models loaded, the first
+        files decoded and encoded), "wait" (waiting for the others), "take" (the driver taking
+        them in: pooling, journal, bar) and the actors' own, summed over actors: "actor.load"
+        (construction and model load), "actor.idle" (waiting for windows), "actor.call" (a batch
+        in and out) and "actor.forward" (the encoder's part of it)."""
         if not ledger.begin():
             return
-        batches = iter(self._dataset(ledger).iter_batches(batch_size=None, batch_format="numpy"))
+        summary = ledger.summary
+        with summary.timed("start"):
+            self.dataset = self._dataset(ledger)
+        batches = iter(self.dataset.iter_batches(batch_size=None, batch_format="numpy"))
         try:
-            for batch in _ray_errors(batches):
+            for batch in _clocked(_ray_errors(batches), summary):
                 if stop.is_set():
                     ledger.interrupted = True
                     break
-                self._take(ledger, batch)
-                if not ledger.tick():
+                with summary.timed("take"):
+                    self._take(ledger, batch)
+                    going = ledger.tick()
+                if not going:
                     break
             else:
                 for index in set(ledger.todo) - self.settled:  # never expected: say so in the store
@@ -193,6 +220,14 @@ class RayEngine:
         (``max_task_retries=-1``). A file that cannot be decoded is a row, never a task error.
         Decoding stays in CPU tasks of its own, not fused into the actors: a CPU left to
         the decoders is not idle while an actor encodes.
+
+        Block sizes: each decode task takes several files and cuts their windows into chunks of
+        one batch (:func:`mclx.ray.files.decode_task`), so the actors' batches are full. The
+        repartition to one batch per block (fused into the decode tasks) splits a task's output,
+        which Ray Data otherwise keeps as one block (30 MB for 16 files of 30 s), so that the
+        actors take it batch by batch and the driver gets each batch's embeddings as they are
+        made. A task's output is still released when the task's call ends, not chunk by chunk
+        (Ray 2.60): the first encoder call waits for the first decode task.
         """
         import ray
 
@@ -209,9 +244,14 @@ class RayEngine:
             decode_task, rate=plan.rate, window=plan.window, hop=plan.hop, chunk=plan.batch_size
         )
         files = ray.data.from_items(items, override_num_blocks=min(len(items), 1000))
-        windows = files.map_batches(decode, batch_size=1, num_cpus=1)
+        per_task = files_per_task(len(items), cluster.decoders)
+        windows = files.map_batches(decode, batch_size=per_task, num_cpus=1).repartition(
+            target_num_rows_per_block=plan.batch_size
+        )
         sha256 = plan.attrs["model_sha256"]
-        per_actor: dict[str, Any] = {"num_gpus": 1} if cluster.device == "cuda" else {"num_cpus": 1}
+        per_actor: dict[str, Any] = (
+            {"num_gpus": 1} if cluster.actor_cpus is None else {"num_cpus": cluster.actor_cpus}
+        )
         with warnings.catch_warnings():
             # Per-call remote arguments are deprecated in Ray 2.60 (removed in 2.64, hence the
             # pin below it) with no other way yet to state an actor's restarts; a stage with a
@@ -219,7 +259,11 @@ class RayEngine:
             warnings.filterwarnings("ignore", message=".*ray_remote_args_fn.*deprecated")
             return windows.map_batches(
                 _WindowEncoder,
-                fn_constructor_kwargs={"settings": actor_settings, "model_sha256": sha256},
+                fn_constructor_kwargs={
+                    "settings": actor_settings,
+                    "model_sha256": sha256,
+                    "threads": cluster.actor_cpus,
+                },
                 batch_size=plan.batch_size,
                 compute=ray.data.ActorPoolStrategy(min_size=1, max_size=cluster.actors),
                 ray_remote_args_fn=_actor_restarts,
@@ -228,6 +272,9 @@ class RayEngine:
 
     def _take(self, ledger: Ledger, batch: dict[str, np.ndarray]) -> None:
         """Window embeddings from the actors; a file is finished when all its windows are in."""
+        for stage in ACTOR_STAGES:  # the actors' clocks, on the first row of each of their batches
+            ledger.summary.add_time(f"actor.{stage}", float(batch[f"{stage}_s"].sum()))
+        self.forwards += int(batch["forwards"].sum())
         for row in range(len(batch["index"])):
             index = int(batch["index"][row])
             if index in self.settled:
@@ -258,6 +305,19 @@ class _Arriving:
     rows: dict[int, tuple[Window, np.ndarray]] = field(default_factory=dict)  # window number -> (D,)
     count: int = -1  # windows in the file, known once its last chunk arrived
     duration_s: float = math.nan
+
+
+def _clocked(batches: Iterator[Any], summary: EmbedSummary) -> Iterator[Any]:
+    """The batches; the driver's time blocked on the first goes to stage "first_batch", on the
+    others to "wait"."""
+    stage = "first_batch"
+    while True:
+        with summary.timed(stage):
+            batch = next(batches, None)
+        if batch is None:
+            return
+        stage = "wait"
+        yield batch
 
 
 def _actor_restarts() -> dict[str, Any]:
@@ -293,7 +353,13 @@ def _exit_once_hook() -> tuple[int, Path] | None:
 class _WindowEncoder:
     """Ray Data actor: the model loaded and checked once, then batches of windows -> embeddings."""
 
-    def __init__(self, settings: EmbedSettings, model_sha256: str) -> None:
+    def __init__(self, settings: EmbedSettings, model_sha256: str, threads: int | None = None) -> None:
+        """``threads``: torch's intra-op threads, the CPUs the actor reserved (None: torch's default)."""
+        born = time.perf_counter()
+        if threads is not None:
+            import torch
+
+            torch.set_num_threads(threads)
         self.plan = make_plan(settings)
         if self.plan.attrs["model_sha256"] != model_sha256:
             raise WeightsError(
@@ -303,12 +369,17 @@ class _WindowEncoder:
             )
         self.calls = 0
         self.exit_hook = _exit_once_hook()
+        self.idle_since = time.perf_counter()
+        self.load_s = self.idle_since - born  # reported with the first batch
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Window rows (see :func:`decode_task`) -> the same rows with ``embedding`` (rows, D)
-        float32 instead of ``samples`` (NaN on error rows)."""
+        float32 instead of ``samples`` (NaN on error rows), and the actor's clocks (seconds, on
+        the first row): ``load_s``, ``idle_s`` (since its last batch), ``call_s``, ``forward_s``,
+        and ``forwards``, the encoder passes run."""
         import torch
 
+        called = time.perf_counter()
         self.calls += 1
         if self.exit_hook is not None and self.calls == self.exit_hook[0] and not self.exit_hook[1].exists():
             self.exit_hook[1].touch()
@@ -317,9 +388,21 @@ class _WindowEncoder:
         samples = batch.pop("samples")
         ok = np.flatnonzero(batch["error"] == "")
         emb = np.full((len(samples), plan.dim), np.nan, np.float32)
+        forward_s = 0.0
         for lo in range(0, len(ok), plan.batch_size):
             rows = ok[lo : lo + plan.batch_size]
             x = torch.from_numpy(np.ascontiguousarray(samples[rows])).to(plan.device)
+            t0 = time.perf_counter()
             emb[rows] = encode(plan, x)[: len(rows)].cpu().numpy()
+            forward_s += time.perf_counter() - t0
         batch["embedding"] = emb
+        done = time.perf_counter()
+        idle_s = called - self.idle_since
+        clocks = {"load": self.load_s, "idle": idle_s, "call": done - called, "forward": forward_s}
+        for stage in ACTOR_STAGES:
+            batch[f"{stage}_s"] = np.zeros(len(emb), np.float64)
+            batch[f"{stage}_s"][0] = clocks[stage]
+        batch["forwards"] = np.zeros(len(emb), np.int64)
+        batch["forwards"][0] = -(-len(ok) // plan.batch_size)
+        self.load_s, self.idle_since = 0.0, done
         return batch

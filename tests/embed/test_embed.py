@@ -111,6 +111,17 @@ def test_global_is_the_mean_of_segments(write_audio: WriteAudio, tmp_path: Path)
         np.testing.assert_allclose(rec.global_, rec.segments.mean(axis=0), rtol=1e-6, atol=1e-6)
 
 
+def test_a_run_times_its_stages_and_json_leaves_them_out(write_audio: WriteAudio, tmp_path: Path) -> None:
+    files = [str(write_audio(f"{i}.wav", seconds=2 + i, freq=300 + 70 * i)) for i in range(3)]
+    summary = embed(files, str(tmp_path / "o.h5"), settings())
+    stages = summary.stage_s
+    assert {"plan", "resume", "start", "wait", "forward", "engine", "journal", "store"} <= stages.keys()
+    assert min(stages.values()) >= 0 and stages["forward"] > 0
+    assert stages["plan"] + stages["resume"] + stages["engine"] + stages["store"] <= summary.wall_s
+    assert stages["start"] + stages["wait"] + stages["forward"] <= stages["engine"]
+    assert not any("stage" in key for key in summary.as_json())  # --json prints what it printed
+
+
 def test_same_input_same_output_bit_for_bit(write_audio: WriteAudio, tmp_path: Path) -> None:
     files = [str(write_audio(f"{i}.wav", seconds=2 + i, freq=300 + 70 * i)) for i in range(6)]
     embed(files, str(tmp_path / "a.h5"), settings(level="both", workers=1, model="random-melcnn"))

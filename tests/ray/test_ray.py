@@ -101,7 +101,7 @@ def test_ray_store_equals_the_local_store(corpus: list[str], reference: Path, cl
     assert done.returncode == 1, done.stderr  # finished, one input failed
     summary = json.loads(done.stdout)
     assert (summary["files"], summary["ok"], summary["failed"]) == (12, 11, 1)
-    assert_stores_match(reference, out)
+    assert_stores_match(reference, out, atol=0)  # on the CPU, bit for bit: the same windows and batch shapes
     store = read_store(out)
     assert store.paths == corpus
     short = next(r for r in store.records if r.path.endswith("short.wav"))
@@ -121,6 +121,8 @@ def test_an_encoder_actor_that_dies_loses_and_repeats_nothing(
     summary = embed_on_ray(corpus, str(out), LOCAL, RaySettings(address=cluster, actors=1))
     assert marker.exists(), "no actor exited: the test proves nothing"
     assert (summary.ok, summary.failed, summary.skipped) == (11, 1, 0)
+    assert {"first_batch", "take", "actor.load", "actor.idle", "actor.call"} <= summary.stage_s.keys()
+    assert 0 < summary.stage_s["actor.forward"] <= summary.stage_s["actor.call"]
     assert_stores_match(reference, out)
     assert len(set(read_store(out).paths)) == 12
 
@@ -258,3 +260,22 @@ def test_an_address_where_no_cluster_answers_is_a_usage_error(corpus: list[str])
     assert done.returncode == 2
     assert f"--ray-address 127.0.0.1:{port}: cannot reach a Ray cluster" in done.stderr
     assert not Path("out.h5").exists() and not Path("out.h5.journal").exists()
+
+
+def test_an_encoder_actor_runs_as_many_torch_threads_as_the_cpus_it_reserved() -> None:
+    import torch
+
+    from mclx.embed import make_plan
+    from mclx.ray.engine import ClusterPlan, _WindowEncoder
+
+    settings = EmbedSettings(model="mfcc", device="cpu", precision="fp32", batch_size=4, quiet=True)
+    before = torch.get_num_threads()
+    try:
+        _WindowEncoder(settings, make_plan(settings).attrs["model_sha256"], threads=3)
+        assert torch.get_num_threads() == 3  # whatever OMP_NUM_THREADS the node's environment holds
+    finally:
+        torch.set_num_threads(before)
+    # The CPUs the actors leave run the decode tasks; GPU actors reserve none.
+    assert ClusterPlan("cpu", actors=1, cpus=2, gpus=0, actor_cpus=1).decoders == 1
+    assert ClusterPlan("cpu", actors=4, cpus=16, gpus=0, actor_cpus=2).decoders == 8
+    assert ClusterPlan("cuda", actors=2, cpus=16, gpus=2, actor_cpus=None).decoders == 16
