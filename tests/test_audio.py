@@ -46,13 +46,17 @@ def test_resampled_tone_keeps_its_frequency() -> None:
     window=st.integers(1, 40),
     hop=st.integers(1, 50),
     block=st.integers(1, 64),
+    as_numpy=st.booleans(),
 )
-def test_window_cutter_matches_the_rule(total: int, window: int, hop: int, block: int) -> None:
+def test_window_cutter_matches_the_rule(
+    total: int, window: int, hop: int, block: int, as_numpy: bool
+) -> None:
+    """Torch tensors (the local decoders) and numpy arrays (the Ray decode tasks) alike."""
     x = torch.arange(total, dtype=torch.float32) + 1
     cutter = WindowCutter(window, hop)
     wins, chunks = [], []
     for i in range(0, total, block):
-        w, c = cutter.push(x[i : i + block])
+        w, c = cutter.push(x[i : i + block].numpy() if as_numpy else x[i : i + block])
         wins += w
         chunks += c
     w, c = cutter.finish()
@@ -62,7 +66,8 @@ def test_window_cutter_matches_the_rule(total: int, window: int, hop: int, block
     for win, chunk in zip(wins, chunks, strict=True):
         expected = torch.zeros(window)
         expected[: win.end - win.start] = x[win.start : win.end]
-        assert torch.equal(chunk, expected)
+        assert isinstance(chunk, np.ndarray) == as_numpy
+        assert torch.equal(torch.as_tensor(chunk), expected)
 
 
 def test_window_rule_examples() -> None:

@@ -37,23 +37,16 @@ class FileWindows:
         self.duration_s = math.nan
 
     def __iter__(self) -> Iterator[tuple[Window, np.ndarray]]:
-        import torch
-
-        cutter = WindowCutter(self.window, self.hop)
+        cutter = WindowCutter(self.window, self.hop)  # on numpy arrays: no torch in a decode task
         frames, rate = 0, 0
         for native, n, block in resampled_blocks(decode_blocks(self.path), self.rate):
             frames, rate = frames + n, native
             if len(block):
-                yield from _as_numpy(cutter.push(torch.from_numpy(block)))
-        yield from _as_numpy(cutter.finish())
+                yield from zip(*cutter.push(np.asarray(block, dtype=np.float32)), strict=True)
+        yield from zip(*cutter.finish(), strict=True)
         if frames == 0 or rate <= 0:
             raise DecodeError("no audio frames")
         self.duration_s = frames / rate
-
-
-def _as_numpy(cut: tuple[list[Window], list[Any]]) -> Iterator[tuple[Window, np.ndarray]]:
-    for window, chunk in zip(*cut, strict=True):
-        yield window, chunk.numpy()
 
 
 def decode_failure(exc: Exception) -> str:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 if TYPE_CHECKING:
     import torch
@@ -35,21 +37,29 @@ def window_starts(total: int, window: int, hop: int) -> list[Window]:
 
 
 class WindowCutter:
-    """Cut a stream of samples into windows by :func:`window_starts`, keeping at most ~2 windows."""
+    """Cut a stream of samples into windows by :func:`window_starts`, keeping at most ~2 windows.
+
+    Samples are torch tensors (the local pipeline's decoders) or numpy arrays (the Ray decode
+    tasks, which so never import torch); windows come back as the samples came in."""
 
     def __init__(self, window: int, hop: int) -> None:
         self.window, self.hop = window, hop
-        self.buffer: torch.Tensor | None = None
+        self.buffer: Any = None  # torch.Tensor | np.ndarray
         self.buffer_start = 0  # absolute index of buffer[0]
         self.next_start = 0
         self.total = 0
         self.last_end = 0  # end of the last emitted window
 
-    def push(self, samples: torch.Tensor) -> tuple[list[Window], list[torch.Tensor]]:
-        """(k,) samples -> windows now complete, each a (window,) tensor."""
-        import torch
+    def push(self, samples: torch.Tensor | np.ndarray) -> tuple[list[Window], list[Any]]:
+        """(k,) samples -> windows now complete, each a (window,) tensor or array."""
+        if self.buffer is None:
+            self.buffer = samples
+        elif isinstance(samples, np.ndarray):
+            self.buffer = np.concatenate([self.buffer, samples])
+        else:
+            import torch
 
-        self.buffer = samples if self.buffer is None else torch.cat([self.buffer, samples])
+            self.buffer = torch.cat([self.buffer, samples])
         self.total += len(samples)
         wins, chunks = [], []
         while self.next_start + self.window <= self.total:
@@ -60,18 +70,23 @@ class WindowCutter:
             self.next_start += self.hop
         keep = max(self.buffer_start, min(self.next_start, self.total - self.window))
         if keep > self.buffer_start:
-            self.buffer = self.buffer[keep - self.buffer_start :].clone()
+            rest = self.buffer[keep - self.buffer_start :]
+            self.buffer = rest.copy() if isinstance(rest, np.ndarray) else rest.clone()
             self.buffer_start = keep
         return wins, chunks
 
-    def finish(self) -> tuple[list[Window], list[torch.Tensor]]:
+    def finish(self) -> tuple[list[Window], list[Any]]:
         """The final window: aligned to the end, or the zero-padded short file."""
-        import torch
-
         if self.total == 0 or self.buffer is None:
             return [], []
         if self.total < self.window:
-            padded = torch.zeros(self.window, dtype=self.buffer.dtype, device=self.buffer.device)
+            padded: Any
+            if isinstance(self.buffer, np.ndarray):
+                padded = np.zeros(self.window, dtype=self.buffer.dtype)
+            else:
+                import torch
+
+                padded = torch.zeros(self.window, dtype=self.buffer.dtype, device=self.buffer.device)
             padded[: self.total] = self.buffer
             return [Window(0, self.total)], [padded]
         if self.last_end < self.total:
