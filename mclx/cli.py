@@ -202,7 +202,7 @@ def search(
     hits = find(store, names, k=k, level=_level(level),
                 exact=exact, include_self=include_self, device=device, centred=not raw)  # fmt: skip
     if as_json:
-        sys.stdout.write("".join(json.dumps(hit.as_json()) + "\n" for hit in hits))
+        sys.stdout.write("".join(hit.json_line() for hit in hits))
         return
     from rich.console import Console
     from rich.table import Table

@@ -38,6 +38,8 @@ NPROBE = 16  # IVF lists scanned per query, at least; and at least 1/NPROBE_SHAR
 NPROBE_SHARE = 256
 RERANK = 4  # candidates re-scored from the store, per hit asked for
 QUERY_BATCH = 256  # queries whose candidates are re-scored together (bounds their rows in memory)
+SEARCH_BATCH = 16_384  # queries per FAISS call (one call spreads them over its threads: 10,000
+# queries at 1M rows took 1.3 s in one call, 1.85 s in calls of 256)
 KINDS = ("hnsw", "ivf-sq8")
 
 
@@ -173,11 +175,12 @@ def topk(rows: Rows, q: np.ndarray, k: int, exclude: list[int]) -> tuple[np.ndar
             out_s[j, : len(s)], out_i[j, : len(i)] = s, i
         return out_s, out_i
     index.nprobe = nprobe(index.nlist)
-    for lo in range(0, len(q), QUERY_BATCH):
-        qb = q[lo : lo + QUERY_BATCH]
-        _, ids = index.search(qb, min(n, RERANK * k + extra))
-        hi = lo + len(qb)
-        out_s[lo:hi], out_i[lo:hi] = _rerank(rows, qb, ids, k, exclude[lo:hi])
+    for top in range(0, len(q), SEARCH_BATCH):
+        _, found = index.search(q[top : top + SEARCH_BATCH], min(n, RERANK * k + extra))
+        for lo in range(top, top + len(found), QUERY_BATCH):
+            hi = min(lo + QUERY_BATCH, top + len(found))
+            ids = found[lo - top : hi - top]
+            out_s[lo:hi], out_i[lo:hi] = _rerank(rows, q[lo:hi], ids, k, exclude[lo:hi])
     return out_s, out_i
 
 

@@ -156,7 +156,15 @@ class Rows:
 
     def take(self, positions: np.ndarray) -> np.ndarray:
         """(n, D) unit rows at ``positions`` ((n,) int, positions among the searchable rows)."""
-        return self.unit(self._matrix_rows().take(self.rows[positions]))
+        return self._unit_in_place(self._matrix_rows().take(self.rows[positions]))
+
+    def _unit_in_place(self, x: np.ndarray) -> np.ndarray:
+        """``x`` ((n, D) float32, owned) made what :meth:`unit` returns, without another copy."""
+        if self.centre is not None:
+            np.subtract(x, self.centre, out=x)
+        norm = np.sqrt(np.einsum("ij,ij->i", x, x))
+        x /= np.maximum(norm, 1e-12, out=norm)[:, None]
+        return x
 
     def stored(self, files: list[int]) -> np.ndarray:
         """(n, D) the stored embeddings of file rows ``files``: global rows, else segment means."""

@@ -268,3 +268,15 @@ def test_exact_search_of_many_queries_equals_one_query_at_a_time(
         mine = [h for h in together if h.query == q]
         assert [h.path for h in mine] == [h.path for h in alone]
         np.testing.assert_allclose([h.score for h in mine], [h.score for h in alone], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "hit",
+    [
+        similarity.Hit("q.flac", 1, '/m/a "quoted" \\ päth\t.flac', 0.123456789),
+        similarity.Hit("/m/\udcff-not-utf8.flac", 10, "/m/ü.flac", -0.5, 1.25, 3.25),
+        similarity.Hit("q", 2, "p", float("-0.0"), 0.0, 2.0),
+    ],
+)
+def test_a_hits_json_line_is_json_dumps_of_it(hit: similarity.Hit) -> None:
+    assert hit.json_line() == json.dumps(hit.as_json()) + "\n"
