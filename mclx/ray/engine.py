@@ -45,6 +45,9 @@ from mclx.signals import StopRequest
 EXTRA = "pip install 'mclx[ray]'"
 # Test hook: "N:MARKER" makes one encoder actor exit on its N-th batch, once (MARKER is created then).
 ACTOR_EXIT_HOOK = "MCLX_RAY_TEST_ACTOR_EXIT"
+# Test hook: seconds an encoder actor waits before each batch (a run slow enough for a test to
+# take a node away while files are in flight, however fast the machine).
+ACTOR_DELAY_HOOK = "MCLX_RAY_TEST_ACTOR_DELAY_S"
 ACTOR_STAGES = ("load", "idle", "call", "forward")  # what an encoder actor times (see run)
 ACTOR_CPUS = 1  # CPUs (and torch threads) of an encoder actor on CPU nodes
 
@@ -369,6 +372,7 @@ class _WindowEncoder:
             )
         self.calls = 0
         self.exit_hook = _exit_once_hook()
+        self.delay_s = float(os.environ.get(ACTOR_DELAY_HOOK) or 0)
         self.idle_since = time.perf_counter()
         self.load_s = self.idle_since - born  # reported with the first batch
 
@@ -384,6 +388,8 @@ class _WindowEncoder:
         if self.exit_hook is not None and self.calls == self.exit_hook[0] and not self.exit_hook[1].exists():
             self.exit_hook[1].touch()
             os._exit(1)
+        if self.delay_s:
+            time.sleep(self.delay_s)
         plan = self.plan
         samples = batch.pop("samples")
         ok = np.flatnonzero(batch["error"] == "")

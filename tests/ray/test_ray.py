@@ -24,7 +24,7 @@ import pytest
 from mclx.embed import EmbedSettings, embed
 from mclx.inputs import walk_audio
 from mclx.ray import Embedder, RaySettings, embed_on_ray
-from mclx.ray.engine import ACTOR_EXIT_HOOK
+from mclx.ray.engine import ACTOR_DELAY_HOOK, ACTOR_EXIT_HOOK
 from mclx.store import read_store
 
 from ..conftest import WriteAudio
@@ -169,6 +169,7 @@ def test_a_node_leaving_mid_run_loses_nothing(corpus: list[str], reference: Path
         args = ["embed", "audio", str(out), *ARGS, "--engine", "ray", "--ray-address", c.address]
         args += ["--ray-actors", "1", "--json"]  # one actor: the node left has room for it and a decoder
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2]), "MCLX_JOURNAL_EVERY_S": "0.05"}
+        env[ACTOR_DELAY_HOOK] = "0.2"  # batches of 4 windows: the run lasts seconds after its first file
         proc = subprocess.Popen(
             [sys.executable, "-m", "mclx", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
         )
