@@ -149,6 +149,18 @@ class Rows:
             norm = np.sqrt(np.einsum("ij,ij->i", block, block))
             yield lo, block, np.maximum(norm, 1e-12, out=norm)
 
+    def close(self) -> None:
+        """Let go of the store's file (its memory map and descriptor), if rows were read."""
+        if self._matrix is not None:
+            self._matrix.close()
+            self._matrix = None
+
+    def __enter__(self) -> Rows:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def _matrix_rows(self) -> MatrixRows:
         if self._matrix is None:
             self._matrix = MatrixRows(self.store, self.dataset)

@@ -167,7 +167,8 @@ def build_index(
     store: str, level: str = "global", kind: str | None = None, centred: bool = True
 ) -> dict[str, Any]:
     """Writes ``STORE.<level>.faiss`` and its ``.json``; returns the latter (see ``searchindex.build``)."""
-    return searchindex.build(Rows(store, level, centred), kind)
+    with Rows(store, level, centred) as rows:
+        return searchindex.build(rows, kind)
 
 
 def search(
@@ -186,11 +187,11 @@ def search(
         raise UsageError(f"-k {k}: must be at least 1")
     if not queries:
         raise UsageError("no query given")
-    rows = Rows(store, level, centred)
-    q, own = resolve_queries(rows, queries, device)
-    exclude = [-2] * len(own) if include_self else own
-    found = None if exact else searchindex.topk(rows, q, k, exclude)
-    scores, ids = found if found is not None else exact_topk(rows, q, k, exclude)
+    with Rows(store, level, centred) as rows:
+        q, own = resolve_queries(rows, queries, device)
+        exclude = [-2] * len(own) if include_self else own
+        found = None if exact else searchindex.topk(rows, q, k, exclude)
+        scores, ids = found if found is not None else exact_topk(rows, q, k, exclude)
     hits = []
     for j, name in enumerate(queries):
         rank = 0

@@ -280,3 +280,14 @@ def test_exact_search_of_many_queries_equals_one_query_at_a_time(
 )
 def test_a_hits_json_line_is_json_dumps_of_it(hit: similarity.Hit) -> None:
     assert hit.json_line() == json.dumps(hit.as_json()) + "\n"
+
+
+def test_a_search_lets_go_of_the_store(tmp_path: Path) -> None:
+    """A long-lived process searching again and again keeps no descriptor of the store open."""
+    import os
+
+    paths = make_store(tmp_path / "s.h5", clustered(300, 16, seed=11))
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        similarity.search(str(tmp_path / "s.h5"), paths[:3], k=3, exact=True)
+    assert len(os.listdir("/proc/self/fd")) == before
