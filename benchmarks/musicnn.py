@@ -31,6 +31,10 @@ Then, for every clip of each task (all the splits the probe uses):
 
 ``--limit N`` embeds only the first N clips of each task (a smoke run): the stores are written
 but not probed, since the probe needs every clip. Exit 1 when some clip failed, 2 on bad input.
+
+``--teacher-labels OUT.csv`` does something else with the same environment and cache: musicnn as
+a teacher, a SemiSupCon ``similarity`` labels CSV (``loss.target = "similarity"``) for every track
+of the pretraining pool (`benchmarks/musicnn_teacher.py` says how).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from benchmarks.musicnn_teacher import DEFAULT_POOL
 from mclx.errors import MclxError, UsageError
 
 if TYPE_CHECKING:
@@ -324,6 +329,26 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N clips of each task; no probe")
     parser.add_argument("--verify", type=int, default=0, help="check N clips against musicnn's extractor")
     parser.add_argument("--embedder", default="", help=argparse.SUPPRESS)  # tests: a stand-in for musicnn
+    teacher = parser.add_argument_group("musicnn as a teacher (benchmarks/musicnn_teacher.py)")
+    teacher.add_argument(
+        "--teacher-labels",
+        default="",
+        metavar="OUT.csv",
+        help="write a similarity labels CSV for the pool's tracks instead of the benchmark",
+    )
+    teacher.add_argument("--layer", default="MTT_musicnn.penultimate.mean", help="MODEL.LAYER.POOL")
+    teacher.add_argument(
+        "--pool",
+        default=DEFAULT_POOL,
+        help="the pretraining pool as data.audio names it (directory, file, CSV manifest)",
+    )
+    teacher.add_argument(
+        "--standardise",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="standardise each dimension over the pool's tracks (default: on)",
+    )
+    teacher.add_argument("--split", default="train", help="the split column of every row")
     args = parser.parse_args()
     try:
         sys.exit(run(args))
@@ -333,7 +358,11 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """The four steps of the module docstring; the exit status."""
+    """The four steps of the module docstring (or the teacher labels); the exit status."""
+    if args.teacher_labels:
+        from benchmarks.musicnn_teacher import run as write_teacher_labels
+
+        return write_teacher_labels(args)
     out = Path(os.path.expanduser(args.out))
     tasks, models = args.tasks.split(","), args.models.split(",")
     clips = {task: task_clips(task) for task in tasks}

@@ -3,6 +3,7 @@ the script run as users run it (python -m), so the tests import nothing from ben
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -12,10 +13,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
+from mclx.config import from_dict
 from mclx.probe.features import from_store
 from mclx.probe.tasks import load_task
 from mclx.store import read_store
+from mclx.train.labels import build_labels, check_labels_match, read_label_rows
+from mclx.train.losses import similarity_target
 
 from ..audio_fixtures import tone
 
@@ -136,3 +141,87 @@ def test_each_store_is_probed_and_compared_with_mclx_base(tmp_path: Path) -> Non
     assert set(valid) == set(stores)  # every layer scored on the valid split
     chosen = max(stores, key=lambda s: valid[s])  # the best is chosen there, not on test
     assert Path(chosen).name.removesuffix(".h5") in summary
+
+
+def music_pool(data: Path, seconds: tuple[float, ...], broken: bool = False) -> list[str]:
+    """``data/music``: tones of these lengths and a manifest (relative paths, as the corpus's);
+    their absolute paths, sorted (the order mclx train lists them in)."""
+    root = data / "music"
+    names = [f"g/{i:02d}.wav" for i in range(len(seconds))] + (["g/broken.wav"] if broken else [])
+    for n, name in enumerate(names):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        length = seconds[n] if n < len(seconds) else 4.0
+        sf.write(root / name, tone(length, 16000, 300.0 * (1 + n), seed=n)[:, 0], 16000)
+    (root / "manifest.csv").write_text("path,game\n" + "".join(f"{name},g\n" for name in names))
+    return sorted(str(root / name) for name in names)
+
+
+def teacher_rows(csv_path: Path) -> dict[str, str]:
+    with open(csv_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert all(r["split"] == "train" for r in rows)
+    return {r["path"]: r["label"] for r in rows}
+
+
+def test_teacher_labels_name_every_pool_track_and_train_reads_a_similarity_target(tmp_path: Path) -> None:
+    # 10, 13 and 19 s: 3, 4 and 6 patches, so penultimate.mean is 1.0, 1.5 and 2.5 in both
+    # channels over every patch (the first patch alone would be 0 for all three).
+    paths = music_pool(tmp_path / "data", (10.0, 13.0, 19.0), broken=True)
+    target = tmp_path / "labels" / "teacher.csv"
+    proc = run_script(tmp_path, "--teacher-labels", str(target), "--layer", "MTT_musicnn.penultimate.mean")
+    assert proc.returncode == 1, proc.stderr[-3000:]  # the broken track failed, and was recorded
+    rows = teacher_rows(target)
+    assert list(rows) == paths  # every track of the manifest, as mclx train lists them
+    assert rows[paths[-1]] == ""  # g/broken.wav: blank, an unlabelled track
+    written = np.array([[float(x) for x in rows[p].split(";")] for p in paths[:3]])
+    means = np.array([1.0, 1.5, 2.5])
+    z = (means - means.mean()) / means.std()  # standardised over the pool's embedded tracks
+    np.testing.assert_allclose(written, np.stack([z, z], axis=1), rtol=1e-6)
+
+    config = from_dict({"data": {"audio": [str(tmp_path / "data" / "music" / "manifest.csv")],
+                                 "labels": str(target)},
+                        "loss": {"kind": "semisupcon", "target": "similarity"}})  # fmt: skip
+    label_rows = read_label_rows(config, target)
+    check_labels_match(config, label_rows, paths)
+    labels = build_labels(config, label_rows, paths, "similarity")
+    assert labels.values.shape == (4, 2) and labels.labelled == 3
+    np.testing.assert_array_equal(labels.values[:3], written.astype(np.float32))  # 9 digits: exact
+    assert labels.labelled_tracks().tolist() == [0, 1, 2]
+    sim = similarity_target(torch.from_numpy(labels.values))
+    assert sim.shape == (4, 4)
+    # z is (-1.07, -0.27, 1.34) in both channels: the cosine is 1 between tracks on the same side
+    # of the pool's mean and -1, clipped to 0, across it; the unlabelled track is 0 to every track
+    expected = [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 0]]
+    np.testing.assert_allclose(sim.numpy(), expected, atol=1e-6)
+
+
+@pytest.mark.slow  # two runs of the script, each importing torch
+def test_teacher_labels_pool_every_patch_and_a_rerun_embeds_nothing_new(tmp_path: Path) -> None:
+    paths = music_pool(tmp_path / "data", (10.0, 13.0, 4.0, 7.0))
+    target = tmp_path / "teacher.csv"
+    flags = ("--teacher-labels", str(target), "--layer", "MTT_musicnn.taggram.max", "--no-standardise")
+    first = run_script(tmp_path, *flags)
+    assert first.returncode == 0, first.stderr[-3000:]
+    rows = teacher_rows(target)
+    assert list(rows) == paths
+    # taggram.max: the last patch's index, in each of the 4 channels (3, 4, 1 and 2 patches)
+    for path, value in zip(paths, (2.0, 3.0, 0.0, 1.0), strict=True):
+        assert rows[path] == ";".join([f"{value:.9g}"] * 4)
+    calls = tmp_path / "calls.txt"
+    assert sorted(calls.read_text().splitlines()) == paths
+
+    calls.unlink()
+    second = run_script(tmp_path, *flags)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert not calls.exists()  # every track came from the cache
+    assert teacher_rows(target) == rows
+
+
+def test_a_bad_teacher_layer_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    music_pool(tmp_path / "data", (4.0,))
+    proc = run_script(
+        tmp_path, "--teacher-labels", str(tmp_path / "t.csv"), "--layer", "MTT_musicnn.bogus.mean"
+    )
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --layer MTT_musicnn.bogus.mean: ")
+    assert not (tmp_path / "t.csv").exists()
