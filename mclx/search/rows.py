@@ -95,7 +95,7 @@ class Rows:
     def find_all(self, queries: Sequence[str]) -> list[int]:
         """:meth:`find` of each query; more than ``LOOKUPS`` of them build the dict at once."""
         if len(queries) > LOOKUPS:
-            self._lookups = LOOKUPS
+            self._path_dict()
         return [self.find(q) for q in queries]
 
     def find(self, query: str) -> int:
@@ -107,17 +107,22 @@ class Rows:
         for form in _forms(query):
             raw = form.encode("utf-8", "surrogateescape")
             self._lookups += 1
-            if self._lookups <= LOOKUPS:  # a scan costs ~20 ms per million paths, the dict ~1.4 s
+            if self._by_path is None and self._lookups <= LOOKUPS:
+                # a scan costs ~20 ms per million paths, the dict ~1.4 s
                 hit = np.flatnonzero(self._paths == raw)
                 i = int(hit[0]) if len(hit) else -1
             else:
-                if self._by_path is None:
-                    n = len(self._paths)
-                    self._by_path = dict(zip(self._paths[::-1].tolist(), range(n - 1, -1, -1), strict=True))
-                i = self._by_path.get(raw, -1)
+                i = self._path_dict().get(raw, -1)
             if i >= 0:
                 return i
         return -1
+
+    def _path_dict(self) -> dict[bytes, int]:
+        """Each stored path's first file row (built once)."""
+        if self._by_path is None:
+            n = len(self._paths)
+            self._by_path = dict(zip(self._paths[::-1].tolist(), range(n - 1, -1, -1), strict=True))
+        return self._by_path
 
     def chunks(self, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """(offset, (n, D) unit rows) over the searchable rows, in order; a block is valid until
@@ -144,10 +149,15 @@ class Rows:
             else:  # failed rows among them: gathered
                 block = buf[: len(idx)]
                 block[:] = matrix.take(idx)
-            if self.centre is not None:
-                np.subtract(block, self.centre, out=block)
-            norm = np.sqrt(np.einsum("ij,ij->i", block, block))
-            yield lo, block, np.maximum(norm, 1e-12, out=norm)
+            yield lo, block, self._centre_in_place(block)
+
+    def _centre_in_place(self, x: np.ndarray) -> np.ndarray:
+        """``x`` ((n, D) float32, owned) minus the centre, in place; (n,) its rows' lengths (at
+        least 1e-12)."""
+        if self.centre is not None:
+            np.subtract(x, self.centre, out=x)
+        norm = np.sqrt(np.einsum("ij,ij->i", x, x))
+        return np.maximum(norm, 1e-12, out=norm)
 
     def close(self) -> None:
         """Let go of the store's file (its memory map and descriptor), if rows were read."""
@@ -172,10 +182,7 @@ class Rows:
 
     def _unit_in_place(self, x: np.ndarray) -> np.ndarray:
         """``x`` ((n, D) float32, owned) made what :meth:`unit` returns, without another copy."""
-        if self.centre is not None:
-            np.subtract(x, self.centre, out=x)
-        norm = np.sqrt(np.einsum("ij,ij->i", x, x))
-        x /= np.maximum(norm, 1e-12, out=norm)[:, None]
+        x /= self._centre_in_place(x)[:, None]
         return x
 
     def stored(self, files: list[int]) -> np.ndarray:

@@ -51,7 +51,8 @@ class Hit:
 
     def json_line(self) -> str:
         """``json.dumps(self.as_json())`` and a newline, made faster (a search prints many)."""
-        text = f'{{"query": {_quoted(self.query)}, "rank": {self.rank}, "path": {_quoted(self.path)}, '
+        quoted = encode_basestring_ascii  # a string as json.dumps writes it
+        text = f'{{"query": {quoted(self.query)}, "rank": {self.rank}, "path": {quoted(self.path)}, '
         text += f'"score": {json.dumps(self.score)}'
         if self.start_s is not None:
             text += f', "start_s": {json.dumps(self.start_s)}, "end_s": {json.dumps(self.end_s)}'
@@ -62,11 +63,6 @@ class Hit:
         if self.start_s is not None:
             out["start_s"], out["end_s"] = self.start_s, self.end_s
         return out
-
-
-def _quoted(text: str) -> str:
-    """``text`` as a JSON string, as ``json.dumps`` writes it."""
-    return encode_basestring_ascii(text)
 
 
 # -- queries -------------------------------------------------------------------------------------

@@ -210,8 +210,8 @@ class MatrixRows:
             start = int(self._offsets[c]) + (at - c * self.block) * row_bytes
             want = (upto - at) * row_bytes
             dst = (at - lo) * row_bytes
-            got = os.preadv(self._fd, [view[dst : dst + want]], start)
-            while got < want:  # a short read: go on from where it stopped
+            got = 0
+            while got < want:  # a short read goes on from where it stopped
                 more = os.preadv(self._fd, [view[dst + got : dst + want]], start + got)
                 if more <= 0:
                     raise StoreError(f"{self._h5.filename}: ends inside {self._ds.name}")
