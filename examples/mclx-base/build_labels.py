@@ -57,7 +57,8 @@ def main() -> None:
         writer = csv.writer(f)
         writer.writerow(["path", "label", "split"])
         writer.writerows(sorted(rows))
-    print(f"{out}: {len(rows)} training clips and tracks ({', '.join(f'{k} {v}' for k, v in counts.items())})")
+    summary = ", ".join(f"{k} {v}" for k, v in counts.items())
+    print(f"{out}: {len(rows)} labelled clips and tracks ({summary})")
 
 
 if __name__ == "__main__":
