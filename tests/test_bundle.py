@@ -14,6 +14,7 @@ import mclx
 from mclx.models.registry import MANIFEST_PATH, PACKAGE_DIR, read_manifest
 
 REPO = Path(mclx.__file__).resolve().parent.parent
+MCLX_BASE_1_SHA256 = "8870aa93b3b0d19f05ba9c3a6ed9162319de11454f513e571ee30e118cfa905c"  # MODEL_CARD, 2026-11
 
 
 def test_package_manifest_equals_the_top_level_file() -> None:
@@ -33,6 +34,15 @@ def test_every_bundled_file_is_inside_the_package_and_named_by_default() -> None
         assert path.stat().st_size == entry["bytes"]
         assert {"sha256", "architecture", "sample_rate", "window_s", "embedding_dim", "licence",
                 "trained_on", "probe"} <= set(entry)  # fmt: skip
+
+
+def test_mclx_base_1_stays_the_published_weights() -> None:
+    """Published numbers name mclx-base-1; its weights may never change under that name."""
+    from mclx.models.registry import load_model
+
+    assert load_model("mclx-base-1").sha256 == MCLX_BASE_1_SHA256
+    (entry,) = [m for m in read_manifest()["models"] if m["name"] == "mclx-base-1"]
+    assert entry["sha256"] == MCLX_BASE_1_SHA256
 
 
 @pytest.mark.slow

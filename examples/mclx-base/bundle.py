@@ -3,6 +3,8 @@ copies of weights_manifest.json (the repository's and the package's, which must 
 
     python examples/mclx-base/bundle.py runs/base-semi/snapshots/step-001800.safetensors \
         --name mclx-base --run runs/base-semi --default
+    python examples/mclx-base/bundle.py RUN/snapshots/step-NNNNNN.safetensors --name mclx-base \
+        --file mclx-base-2 --run RUN --config examples/mclx-base/v2-games.toml --data "..." --default
     python examples/mclx-base/bundle.py --name mclx-base --probe docs/mclx-base/probe   # fill `probe`
 
 The `probe` field lists the linear-head test accuracy (mean and 95% interval) of the model and
@@ -56,14 +58,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", nargs="?", help="the encoder to bundle (omit to update `probe` only)")
     ap.add_argument("--name", default="mclx-base")
+    ap.add_argument("--file", default="", help="weight file stem under mclx/weights/ (default: --name)")
     ap.add_argument("--run", default="", help="the training run it came from (recorded in trained_on)")
+    ap.add_argument("--config", default="examples/mclx-base/semi.toml", help="recorded in trained_on")
+    ap.add_argument("--data", default="music/ pool (unlabelled) + train splits of notes, genre, gamesrc")
     ap.add_argument("--default", action="store_true", help="make it the default model")
     ap.add_argument("--probe", default="", help="probe_table output folder to summarise in `probe`")
     args = ap.parse_args()
     manifest = json.loads(MANIFESTS[0].read_text())
     models = {m["name"]: m for m in manifest["models"]}
     if args.checkpoint:
-        target = ROOT / "mclx" / "weights" / f"{args.name}.safetensors"
+        target = ROOT / "mclx" / "weights" / f"{args.file or args.name}.safetensors"
         shutil.copyfile(args.checkpoint, target)
         meta = read_metadata(target)
         stem = Path(args.checkpoint).stem
@@ -81,8 +86,8 @@ def main() -> None:
             "trained_on": {
                 "run": args.run,
                 "step": step,
-                "config": f"examples/{args.name}/semi.toml",
-                "data": "music/ pool (unlabelled) + train splits of notes, genre, gamesrc",
+                "config": args.config,
+                "data": args.data,
             },
             "probe": models.get(args.name, {}).get("probe", {}),
         }
