@@ -18,6 +18,7 @@ from mclx.probe.report import cell
 from studies.cells import Evidence
 from studies.figures import FIGURE
 from studies.intervals import Interval
+from studies.spec import REFERENCE
 
 HEADER = """# Studies: the seed papers rerun with mclx (second edition)
 
@@ -197,7 +198,7 @@ def _extra_sections(study: dict[str, Any], reports: dict[str, Any]) -> list[str]
 
 
 def _validation(folder: Path, cells: dict[str, list[str]]) -> list[str]:
-    """Each cell's validation accuracy, averaged over its trainings, beside mclx-base (a separate
+    """Each cell's validation accuracy, averaged over its trainings, beside mclx-base-1 (a separate
     line: it trained 1,800 steps with the labels of all three tasks, not an equal-budget cell)."""
     path = folder / "valid.json"
     if not path.exists():
@@ -207,17 +208,17 @@ def _validation(folder: Path, cells: dict[str, list[str]]) -> list[str]:
     lines = ["### Validation splits (linear accuracy, mean over trainings; chooses, never the test splits)",
              ""]  # fmt: skip
     rows = []
-    ref = valid.get("mclx-base")
+    ref = valid.get(REFERENCE)
     groups = {c: [r for r in members if r in valid] for c, members in cells.items()}
-    groups["mclx-base (bundled; not an equal-budget cell)"] = ["mclx-base"] if ref else []
+    groups[f"{REFERENCE} (bundled, version 1; not an equal-budget cell)"] = [REFERENCE] if ref else []
     for c, members in groups.items():
         if not members or not all(set(valid[m]) == set(tasks) for m in members):
             continue
         per_task = [sum(valid[m][t] for m in members) / len(members) for t in tasks]
         mean = sum(per_task) / len(per_task)
-        against = f"{mean - sum(ref.values()) / len(ref):+.4f}" if ref else ""
+        against = f"{mean - sum(ref.values()) / len(ref):+.4f}" if ref and members != [REFERENCE] else ""
         rows.append([c, str(len(members)), *(f"{v:.4f}" for v in per_task), f"{mean:.4f}", against])
-    lines += _table(["cell", "trainings", *tasks, "mean", "mean − mclx-base"], rows)
+    lines += _table(["cell", "trainings", *tasks, "mean", f"mean − {REFERENCE}"], rows)
     return lines
 
 
