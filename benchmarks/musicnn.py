@@ -2,7 +2,10 @@
 
     MCLX_DATA=~/mclx-data nice -n 10 python -m benchmarks.musicnn [--venv ~/musicnn-venv]
         [--out ~/mclx-runs/musicnn] [--tasks notes,genre,gamesrc] [--models MSD_musicnn,MTT_musicnn]
-        [--head linear] [--seeds 5] [--threads 1] [--limit N] [--verify N]
+        [--head linear] [--seeds 5] [--threads 1] [--limit N] [--verify N] [--versus MODEL]
+
+``--versus`` names the mclx model compared with musicnn (default ``mclx-base``; ``mclx-base-1``
+reproduces the table of version 1).
 
 musicnn (TensorFlow, numpy<2) lives in its own virtual environment, never in mclx's; this script
 makes it when ``--venv`` has no ``bin/python``, with these commands (musicnn pins numpy<1.17,
@@ -203,18 +206,20 @@ def write_layer_stores(clips: list[Clip], model: str, folder: Path, weights_sha2
     return stores
 
 
-def probe_task(task: str, stores: list[LayerStore], out: Path, head: str, seeds: int) -> dict[str, Any]:
-    """`mclx probe` on ``task``: every store, mclx-base and the MFCC baseline, each store compared
-    (paired) with mclx-base; the results dict (also in ``out/<task>.json``)."""
+def probe_task(
+    task: str, stores: list[LayerStore], out: Path, head: str, seeds: int, versus: str
+) -> dict[str, Any]:
+    """`mclx probe` on ``task``: every store, mclx model ``versus`` and the MFCC baseline, each store
+    compared (paired) with ``versus``; the results dict (also in ``out/<task>.json``)."""
     from mclx.probe import ProbeSettings, run_probe
 
     names = tuple(str(s.path) for s in stores)
-    settings = ProbeSettings(task, models=("mclx-base",), embeddings=names, baseline="mfcc", head=head,
+    settings = ProbeSettings(task, models=(versus,), embeddings=names, baseline="mfcc", head=head,
                              seeds=seeds, out=str(out / f"{task}.json"), quiet=True,
-                             compare=tuple((n, "mclx-base") for n in names))  # fmt: skip
-    flags = " ".join(f"--embeddings {shlex.quote(n)} --compare {shlex.quote(n)},mclx-base" for n in names)
+                             compare=tuple((n, versus) for n in names))  # fmt: skip
+    flags = " ".join(f"--embeddings {shlex.quote(n)} --compare {shlex.quote(n)},{versus}" for n in names)
     command = (
-        f"mclx probe --task {task} {flags} --model mclx-base --baseline mfcc --head {head} --seeds {seeds}"
+        f"mclx probe --task {task} {flags} --model {versus} --baseline mfcc --head {head} --seeds {seeds}"
     )
     print(f"+ {command} --out {settings.out}", file=sys.stderr, flush=True)
     return run_probe(settings)
@@ -238,16 +243,16 @@ def validation_scores(task: str, stores: list[LayerStore]) -> dict[str, float]:
 
 
 def task_table(
-    report: dict[str, Any], stores: list[LayerStore], head: str, valid: dict[str, float]
+    report: dict[str, Any], stores: list[LayerStore], head: str, valid: dict[str, float], versus: str
 ) -> tuple[list[str], list[str]]:
     """Markdown rows for one task: (one per musicnn feature, the one best on the valid split
-    (``valid``: accuracy per store path) in bold; the summary row)."""
+    (``valid``: accuracy per store path) in bold; the summary row, beside mclx model ``versus``)."""
     from mclx.probe.report import cell
 
     metric = metric_of(report)
     rows = {r["features"]: r for r in report["results"] if r["head"] == head and r["metric"] == metric}
     diffs = {c["a"]: c for c in report["comparisons"]
-             if c["b"] == "mclx-base" and c["head"] == head and c["metric"] == metric}  # fmt: skip
+             if c["b"] == versus and c["head"] == head and c["metric"] == metric}  # fmt: skip
     scored = [s for s in stores if rows.get(str(s.path), {}).get("mean") is not None and str(s.path) in valid]
     best = max(scored, key=lambda s: valid[str(s.path)]) if scored else None
     lines = []
@@ -257,7 +262,7 @@ def task_table(
         text = f"**{text}**" if s is best else text
         v = f"{valid[str(s.path)]:.3f}" if str(s.path) in valid else ""
         lines.append(f"| {report['task']} | {s.model} | {s.layer} | {s.pool} | {v} | {text} | {_diff(d)} |")
-    base, mfcc = rows.get("mclx-base"), rows.get("mfcc")
+    base, mfcc = rows.get(versus), rows.get("mfcc")
     mine = [best.label, cell(rows[str(best.path)])] if best else ["–", "–"]
     versus = _diff(diffs.get(str(best.path))) if best else "–"
     cells = [report["task"], metric, *mine, cell(base) if base else "–", versus, cell(mfcc) if mfcc else "–"]
@@ -278,12 +283,13 @@ def markdown(
     stores: dict[str, list[LayerStore]],
     head: str,
     valid: dict[str, dict[str, float]],
+    versus: str = "mclx-base",
 ) -> str:
     """The whole table: the summary per task, then every musicnn feature (``valid``: per task,
-    each store's validation accuracy)."""
+    each store's validation accuracy), each beside mclx model ``versus``."""
     detail, summary = [], []
     for report in reports:
-        lines, best = task_table(report, stores[report["task"]], head, valid[report["task"]])
+        lines, best = task_table(report, stores[report["task"]], head, valid[report["task"]], versus)
         detail += lines
         summary += best
     return "\n".join([
@@ -292,12 +298,12 @@ def markdown(
         "musicnn feature is the one with the best linear accuracy on the task's valid split (trained "
         "on train): the test split chooses nothing.",
         "",
-        "| task | metric | best musicnn feature (on valid) | its test score | mclx-base "
-        "| best − mclx-base | mfcc |",
+        f"| task | metric | best musicnn feature (on valid) | its test score | {versus} "
+        f"| best − {versus} | mfcc |",
         "|---|---|---|---:|---:|---:|---:|",
         *summary,
         "",
-        "| task | model | layer | pool | valid accuracy | test score | − mclx-base (paired) |",
+        f"| task | model | layer | pool | valid accuracy | test score | − {versus} (paired) |",
         "|---|---|---|---|---:|---:|---:|",
         *detail,
     ])  # fmt: skip
@@ -325,6 +331,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--head", default="linear", choices=("linear", "mlp"))
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--versus", default="mclx-base", help="the mclx model compared (paired) with musicnn")
     parser.add_argument("--threads", type=int, default=1, help="TensorFlow and OpenMP threads")
     parser.add_argument("--limit", type=int, default=0, help="only the first N clips of each task; no probe")
     parser.add_argument("--verify", type=int, default=0, help="check N clips against musicnn's extractor")
@@ -387,10 +394,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"--limit {args.limit}: the stores hold only part of each task, so nothing is probed",
               file=sys.stderr)  # fmt: skip
         return 1 if failed else 0
-    reports = [probe_task(task, stores[task], out, args.head, args.seeds) for task in tasks]
+    reports = [probe_task(task, stores[task], out, args.head, args.seeds, args.versus) for task in tasks]
     valid = {task: validation_scores(task, stores[task]) for task in tasks}
     (out / "valid.json").write_text(json.dumps(valid, indent=1) + "\n")
-    table = markdown(reports, stores, args.head, valid)
+    table = markdown(reports, stores, args.head, valid, args.versus)
     (out / "table.md").write_text(table + "\n")
     print(table)
     return 1 if failed or any(r["failed"] for r in reports) else 0
