@@ -1,15 +1,19 @@
-"""Write MODEL_CARD.md for a bundled model from the evidence files in ``docs/<name>/``.
+"""Write MODEL_CARD.md for the bundled default model from the evidence files in ``docs/<version>/``.
 
-    MCLX_DATA=~/mclx-data python -m benchmarks.model_card --name mclx-base
+    MCLX_DATA=~/mclx-data python -m benchmarks.model_card --docs docs/mclx-base-2 \\
+        --config examples/mclx-base/v2-games.toml --previous mclx-base-1
 
-Every number in the card comes from a file this repository's scripts wrote:
-- ``docs/NAME/metrics.jsonl``: the training log of ``mclx train`` (steps, loss, tracks/s);
-- ``docs/NAME/learning_curves.json`` and ``.png``: ``benchmarks/learning_curves.py``;
-- ``docs/NAME/probe/*.json`` and ``probe/table.md``: ``benchmarks/probe_table.py``;
-- ``docs/NAME/train_bench.json``: ``benchmarks/train.py --versus``;
-- ``docs/NAME/embed_bench.json``: ``benchmarks/embed.py --versus``;
-- ``docs/NAME/semi-long-metrics.jsonl`` (if there): the training log of the longer-training attempt;
-- the training data: the config, the corpus manifests under $MCLX_DATA, the label file.
+Every number in the card comes from a file this repository's scripts wrote (``DOCS`` below):
+- ``DOCS/metrics.jsonl``: the training log of ``mclx train`` (steps, loss, tracks/s);
+- ``DOCS/pilot/``: the candidates compared on the valid splits before the long run (README, curves);
+- ``DOCS/learning_curves.json`` and ``.png``: ``benchmarks/learning_curves.py``;
+- ``DOCS/probe/*.json`` and ``probe/table.md``: ``benchmarks/probe_table.py`` (test splits);
+- ``DOCS/musicnn/table.md`` and ``musicnn/*.json``: ``benchmarks/musicnn.py --versus NAME``;
+- ``DOCS/embed_bench.json``: ``benchmarks/embed.py --versus PREVIOUS``;
+- the training data: the config, the corpus manifests under $MCLX_DATA, the label file
+  (the figures are kept in ``DOCS/training_data.json``, since the corpus is not in the repository).
+
+Version 1's card is in git history; its evidence stays in ``docs/mclx-base/``.
 """
 
 from __future__ import annotations
@@ -18,19 +22,15 @@ import argparse
 import csv
 import json
 import os
-import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from benchmarks.learning_curves import continuations
 from mclx.config import load_config
 from mclx.models.registry import read_manifest
 
 ROOT = Path(__file__).resolve().parent.parent
-PEERS = {  # quoted from issue 10, not measured here (musicnn's best feature, linear probe, test accuracy)
-    "musicnn": {"genre": 0.764, "gamesrc": 0.440, "notes": 0.552},
-}
+TASKS = ("notes", "genre", "gamesrc")
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -38,236 +38,234 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def _train_log(path: Path) -> dict[str, float]:
-    """Steps, wall seconds and tracks/s from the summary line `mclx train` printed (saved log)."""
-    found = re.search(r"(\d+) steps in ([\d.]+) s, .*?([\d.]+) tracks/s", path.read_text())
-    if found is None:
-        raise SystemExit(f"{path}: no `mclx train` summary line")
-    return {"steps": int(found[1]), "wall_s": float(found[2]), "tracks_s": float(found[3])}
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def training_data(data: Path, labels: Path) -> dict[str, Any]:
+    """The pool and label figures the card quotes: pool tracks, games, hours and licences; labelled
+    rows per label space (``notes:``, ``genre:``, ``gamesrc:`` or ``game:``), split into dev-task
+    clips and pool tracks."""
     pool = _rows(data / "music" / "manifest.csv")
+    pool_paths = {os.path.realpath(data / "music" / r["path"]) for r in pool}
     labelled = _rows(labels)
+    spaces = [r["label"].split(":")[0] for r in labelled]
+    in_pool = [os.path.realpath(r["path"]) in pool_paths for r in labelled]
     return {
         "pool_tracks": len(pool),
         "pool_games": len({r["game"] for r in pool}),
         "pool_hours": sum(float(r["duration_s"]) for r in pool) / 3600,
         "licences": Counter(r["licence"] for r in pool).most_common(),
-        "labelled": Counter(r["label"].split(":")[0] for r in labelled),
-        "labelled_classes": {
-            t: len({r["label"] for r in labelled if r["label"].startswith(t + ":")})
-            for t in ("notes", "genre", "gamesrc")
-        },
-    }
+        "labelled_clips": dict(Counter(s for s, p in zip(spaces, in_pool, strict=True) if not p)),
+        "labelled_pool_tracks": dict(Counter(s for s, p in zip(spaces, in_pool, strict=True) if p)),
+        "label_classes": {s: len({r["label"] for r in labelled if r["label"].startswith(s + ":")})
+                          for s in sorted(set(spaces))},
+    }  # fmt: skip
 
 
 def compute(metrics: list[dict[str, Any]], batch: int) -> dict[str, float]:
-    """Training wall time from the log: each logged interval's tracks over its tracks/s."""
+    """Step time from the log: each logged interval's tracks over its tracks/s (start-up and
+    evaluation excluded; a resumed run's intervals are each measured, so none is lost)."""
     wall, last = 0.0, 0
     for row in metrics:
-        wall += (row["step"] - last) * batch / row["examples_per_s"]
-        last = row["step"]
+        if row["step"] > last:
+            wall += (row["step"] - last) * batch / row["examples_per_s"]
+            last = row["step"]
     return {"steps": last, "wall_s": wall, "examples": last * batch}
 
 
-def probe_section(probe_dir: Path, name: str) -> tuple[str, list[str]]:
-    """The probe tables, and one line per task saying whether NAME beat both references."""
-    table = (probe_dir / "table.md").read_text()
-    verdicts = []
+def mean_valid(snapshot: dict[str, Any]) -> float:
+    accs = snapshot["valid_accuracy"]
+    return sum(accs[t] for t in TASKS) / len(TASKS)
+
+
+def curves_section(curves: dict[str, Any], run: str) -> tuple[int, float, list[str]]:
+    """(the best step of ``run`` by mean validation accuracy (the later on ties), its mean, table rows)."""
+    snaps = sorted(curves["runs"][run].values(), key=lambda s: s["step"])
+    best = max(snaps, key=lambda s: (mean_valid(s), s["step"]))
+    rows = [
+        f"| {name} | {s['step']} | " + " | ".join(f"{s['valid_accuracy'][t]:.3f}" for t in TASKS)
+        + f" | {mean_valid(s):.3f} |"
+        for name, runs in sorted(curves["runs"].items())
+        for s in sorted(runs.values(), key=lambda s: s["step"])
+    ]  # fmt: skip
+    for name, accs in sorted(curves.get("baselines", {}).items()):
+        rows.append(f"| {name} | – | " + " | ".join(f"{accs[t]:.3f}" for t in TASKS)
+                    + f" | {sum(accs[t] for t in TASKS) / 3:.3f} |")  # fmt: skip
+    return best["step"], mean_valid(best), rows
+
+
+VERDICT_METRICS = (("linear", "accuracy", "linear accuracy"), ("cosine", "map_at_10", "MAP@10"))
+
+
+def verdicts(probe_dir: Path, name: str) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """One line per task and compared model (paired differences of ``name`` minus it, linear
+    accuracy and MAP@10), and {task: {other: "beats" | "level" | "worse"}} on either metric."""
+    lines, outcome = [], {}
     for path in sorted(probe_dir.glob("*.json")):
         report = json.loads(path.read_text())
-        beat = {}
-        for c in report["comparisons"]:
-            if c["a"] == name and c["head"] == "linear" and c["metric"] == "accuracy":
-                beat[c["b"]] = (c["diff"], c["ci95"], c["p"])
-        parts = []
-        for other, (diff, (lo, hi), p) in beat.items():
-            verdict = "beats" if lo is not None and lo > 0 else "does not beat"
-            parts.append(f"{verdict} {other} ({diff:+.3f}, 95% CI [{lo:+.3f}, {hi:+.3f}], p = {p:.3f})")
-        verdicts.append(f"- **{report['task']}**: {name} " + "; ".join(parts) + ".")
-    return table, verdicts
+        task = report["task"]
+        outcome[task] = {}
+        by_other: dict[str, list[str]] = {}
+        for head, metric, label in VERDICT_METRICS:
+            for c in report["comparisons"]:
+                if c["a"] != name or c["head"] != head or c["metric"] != metric:
+                    continue
+                lo, hi = c["ci95"]
+                word = "beats" if lo > 0 else "worse" if hi < 0 else "level"
+                by_other.setdefault(c["b"], []).append(
+                    f"{label} {c['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] ({word})"
+                )
+                prev = outcome[task].get(c["b"])
+                outcome[task][c["b"]] = (
+                    "worse" if "worse" in (prev, word) else "beats" if "beats" in (prev, word) else "level"
+                )
+        for other, parts in by_other.items():
+            lines.append(f"- **{task}**, {name} − {other}: " + "; ".join(parts) + ".")
+    return lines, outcome
+
+
+def musicnn_summary(table: Path) -> str:
+    """The summary table of ``benchmarks.musicnn`` (up to its per-layer table)."""
+    text = table.read_text()
+    head, _, _ = text.partition("\n\n| task | model | layer |")
+    return head.strip()
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", default="mclx-base")
-    ap.add_argument("--config", default="examples/mclx-base/semi.toml")
+    ap.add_argument("--docs", default="docs/mclx-base-2", help="the evidence folder (under the repository)")
+    ap.add_argument("--config", default="examples/mclx-base/v2-games.toml")
+    ap.add_argument("--run", default="games", help="the run of learning_curves.json that was kept")
+    ap.add_argument("--previous", default="mclx-base-1", help="the version it replaces (bundled)")
     ap.add_argument("--data", default=os.environ.get("MCLX_DATA", ""))
     ap.add_argument("--out", default=str(ROOT / "MODEL_CARD.md"))
     args = ap.parse_args()
-    docs = ROOT / "docs" / args.name
-    entry = next(m for m in read_manifest()["models"] if m["name"] == args.name)
+    docs = ROOT / args.docs
+    models = {m["name"]: m for m in read_manifest()["models"]}
+    entry, previous = models[args.name], models[args.previous]
     config = load_config(args.config)
-    labels = Path(os.path.expandvars(config.data.labels.replace("${MCLX_DATA}", args.data)))
-    data = training_data(Path(args.data), labels)
-    # The corpus lives outside the repository: keep the figures the card quotes from it.
-    (docs / "training_data.json").write_text(json.dumps(data, indent=1, sort_keys=True, default=str) + "\n")
-    metrics = [json.loads(line) for line in (docs / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    done = compute(metrics, config.train.batch_size)
+    if args.data:
+        labels = Path(os.path.expandvars(config.data.labels.replace("${MCLX_DATA}", args.data)))
+        data = training_data(Path(args.data), labels)
+        # The corpus lives outside the repository: keep the figures the card quotes from it.
+        (docs / "training_data.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    data = json.loads((docs / "training_data.json").read_text())
+    done = compute(_jsonl(docs / "metrics.jsonl"), config.train.batch_size)
     curves = json.loads((docs / "learning_curves.json").read_text())
-    train_bench = json.loads((docs / "train_bench.json").read_text())
-    ssl_log, run_log = (_train_log(docs / name) for name in ("ssl-train.log", "train.log"))
-    embed_bench = json.loads((docs / "embed_bench.json").read_text())
-    table, verdicts = probe_section(docs / "probe", args.name)
-    kept = entry["trained_on"].get("step") if isinstance(entry.get("trained_on"), dict) else None
-    run = Path(entry["trained_on"]["run"]).name
-    means = {s["step"]: sum(s["valid_accuracy"].values()) / len(s["valid_accuracy"])
-             for s in curves["runs"].get(run, {}).values()}  # fmt: skip
-    best = max(means, key=lambda k: (means[k], k)) if means else None
-    inside = continuations(curves["runs"])
-    curve_rows, run_rows = [], []
-    for run_name, snapshots in sorted(curves["runs"].items()):
-        if run_name in inside:  # drawn as the first steps of the longer run
-            continue
-        run_means = {s["step"]: sum(s["valid_accuracy"].values()) / 3 for s in snapshots.values()}
-        top = max(run_means, key=lambda k: (run_means[k], k))
-        last = max(run_means)
-        prefix = ", ".join(f"= {r} to step {max(x['step'] for x in curves['runs'][r].values())}"
-                           for r, longer in inside.items() if longer == run_name)  # fmt: skip
-        name = f"{run_name} ({prefix})" if prefix else run_name
-        run_rows.append(f"| {name} | {last} | {top} ({run_means[top]:.3f}) | {run_means[last]:.3f} |")
-        for s in sorted(snapshots.values(), key=lambda s: s["step"]):
-            accs = s["valid_accuracy"]
-            curve_rows.append(f"| {run_name} | {s['step']} | {accs['notes']:.3f} | {accs['genre']:.3f} | "
-                              f"{accs['gamesrc']:.3f} |")  # fmt: skip
-    for base, accs in curves.get("baselines", {}).items():
-        curve_rows.append(
-            f"| {base} | – | {accs['notes']:.3f} | {accs['genre']:.3f} | {accs['gamesrc']:.3f} |"
-        )
-    longer = ""
-    long_metrics = docs / "semi-long-metrics.jsonl"
-    long_runs = [r for r, snaps in curves["runs"].items() if r not in inside and r in inside.values()]
-    if long_metrics.exists() and long_runs:
-        rows = [json.loads(line) for line in long_metrics.read_text().splitlines() if line.strip()]
-        more = [r for r in rows if r["step"] > (kept or 0)]
-        took = sum(config.train.batch_size / r["examples_per_s"] * 10 for r in more)  # logged every 10 steps
-        longer = (
-            f"Longer training: `{long_runs[0]}` is the kept run resumed at step {kept} with "
-            f"`--set train.steps={max(r['step'] for r in rows)}` into another directory (the cosine "
-            f"schedule restarts at half the peak learning rate and decays to zero again), "
-            f"{len(more) * 10} more steps in about {took / 3600:.1f} h of step time "
-            f"(`docs/{args.name}/semi-long-metrics.jsonl`). The rule above still picks step {best}: "
-            "the mean validation accuracy did not rise after it."
-        )
+    best, best_mean, curve_rows = curves_section(curves, args.run)
+    kept = entry["trained_on"]["step"]
+    lines, outcome = verdicts(docs / "probe", args.name)
+    wins = sorted(t for t, o in outcome.items() if o.get(args.previous) == "beats")
+    losses = sorted(t for t, o in outcome.items() if o.get(args.previous) == "worse")
+    embed = json.loads((docs / "embed_bench.json").read_text())
     licences = ", ".join(f"{lic} ({n} tracks)" for lic, n in data["licences"])
-    lab = data["labelled"]
-    classes = data["labelled_classes"]
-    peers = "\n".join(
-        f"| {peer} (quoted, not measured here) | {v['notes']:.3f} | {v['genre']:.3f} | {v['gamesrc']:.3f} |"
-        for peer, v in PEERS.items()
+    clips, tracks, classes = data["labelled_clips"], data["labelled_pool_tracks"], data["label_classes"]
+    label_text = "; ".join(
+        f"`{s}:` {clips.get(s, 0)} dev-task train clips"
+        + (f" and {tracks[s]} pool tracks" if tracks.get(s) else "")
+        + f" ({classes[s]} classes)"
+        for s in sorted(classes)
     )
-    tb = train_bench
-    card = f"""# Model card: {args.name}
+    pilot = (docs / "pilot" / "README.md").read_text().split("\n\n", 1)[1].strip()
+    card = f"""# Model card: {args.name} (version 2)
 
-Written by `python -m benchmarks.model_card` from the evidence in `docs/{args.name}/`; every number
-below comes from a file one of this repository's scripts wrote (the peer row is quoted and says so).
+Written by `python -m benchmarks.model_card` from the evidence in `{args.docs}/`; every number
+below comes from a file one of this repository's scripts wrote. Version 1 stays loadable as
+`{args.previous}` (its card is in git history, its evidence in `docs/mclx-base/`).
 
 ## What it is
 - `{entry["architecture"]}`: log-mel CNN, {entry["sample_rate"]} Hz, {entry["window_s"]:g}-s windows,
-  {entry["embedding_dim"]}-dimensional embeddings (the encoder before the projection head);
-  constructor arguments `{json.dumps(tb["recipe"]["encoder_args"], sort_keys=True)}`,
-  {tb["recipe"]["encoder_params"]:,} parameters.
-- File `mclx/{entry["file"]}`, {entry["bytes"]:,} bytes, sha256 `{entry["sha256"]}` (checked at every load).
-- The default model of `mclx embed`, `mclx probe` and `mclx.hear.load_model()`; `random-{args.name}` is
-  the same architecture with seeded random weights, for comparisons.
+  {entry["embedding_dim"]}-dimensional embeddings (the encoder before the projection head); the
+  same architecture and size as version 1.
+- File `mclx/{entry["file"]}`, {entry["bytes"]:,} bytes, sha256 `{entry["sha256"]}` (checked at
+  every load; `mclx models --verify` checks it and `{args.previous}`'s `{previous["sha256"][:12]}…`).
+- The default model of `mclx embed`, `mclx probe` and `mclx.hear.load_model()`; `random-{args.name}`
+  is the same architecture with seeded random weights, for comparisons.
 
 ## Training data
-- Self-supervised: the unlabelled pool `music/` of the development corpus, {data["pool_tracks"]} game
-  soundtracks from {data["pool_games"]} games, {data["pool_hours"]:.1f} h.
-- Semi-supervised targets from the **train splits only** of the dev tasks, labels kept apart by task
-  (`notes:brass`, `genre:bach`, `gamesrc:wesnoth`): notes {lab["notes"]} clips ({classes["notes"]} classes),
-  genre {lab["genre"]} clips ({classes["genre"]} classes), gamesrc {lab["gamesrc"]} clips
-  ({classes["gamesrc"]} classes). Built by `examples/{args.name}/build_labels.py`.
-- Licences of the pool: {licences}. The notes and genre clips are rendered with FluidR3 GM (MIT) from
-  the music21 corpus (public-domain scores, BSD-licensed corpus).
+- The pool `music/` of the development corpus: {data["pool_tracks"]} game soundtracks from
+  {data["pool_games"]} games, {data["pool_hours"]:.1f} h. The pool holds no track that gives a clip to
+  the valid or test split of `gamesrc` (the corpus builder leaves them out): the model never
+  heard the audio it is evaluated on. Version 1's pool held them.
+- Labels, train splits and pool metadata only, label spaces kept apart by prefix: {label_text}.
+  `game:` is the game of origin, from the gamesrc train clips and from the pool's own manifest
+  (`examples/mclx-base/build_labels.py --pool-games`). No valid or test clip's label is read.
+- Licences of the pool: {licences}. The notes and genre clips are rendered with FluidR3 GM (MIT)
+  from the music21 corpus (public-domain scores, BSD-licensed corpus).
 - What that means for the weights: the soundtracks are copyleft (GPL, CC-BY-SA) or attribution
   (CC-BY) licensed. Whether trained weights are a derivative work of their training audio is not
   settled; we distribute them in the same spirit, with the pool's `LICENCES/` folder as the
   attribution record, and recommend treating them as carrying the pool's attribution and
   share-alike obligations.
 
-## Recipe
-`examples/{args.name}/semi.toml`, trained with `mclx train` on this project's 2-core development CPU
-(one torch thread; the other core ran the self-supervised comparison run for the first
-{ssl_log["wall_s"] / 60:.0f} minutes, then that session's tests and evaluations;
-`docs/{args.name}/ssl-train.log`, `docs/{args.name}/train.log`):
+## Choosing the recipe (valid splits only)
+{pilot}
+
+## Recipe and budget
+`{args.config}`, trained with `mclx train` on this project's 2-core development CPU (one torch
+thread, beside other work on the second core), resumed across sessions with `--resume`:
 
 ```toml
-{Path(args.config).read_text().strip()}
+{(ROOT / args.config).read_text().strip()}
 ```
 
-- Loss: SemiSupCon; adjacent 2-s chunks of a track are positives, and so are clips sharing a task label.
-- Compute: {done["steps"]} steps of {config.train.batch_size} tracks ({done["examples"]:,} examples) in
-  {done["wall_s"] / 3600:.2f} CPU-hours of wall time (from `docs/{args.name}/metrics.jsonl`).
+- {done["steps"]} steps of {config.train.batch_size} tracks ({done["examples"]:,} examples) in
+  {done["wall_s"] / 3600:.2f} hours of step time (each logged interval's tracks over its tracks/s,
+  `{args.docs}/metrics.jsonl`; start-up and evaluation not counted).
 - Step kept: {kept}. Rule: the snapshot with the highest mean validation accuracy over the three
-  tasks (learning curves below); that is step {best} (mean {means.get(best, float("nan")):.3f}).
-- Training speed against today's full-size melcnn recipe (same batch; 3-s segments, that model's
-  window, instead of 2-s; one run, one thread, `benchmarks/train.py --versus`):
-  {tb["recipe"]["examples_per_s"]:.1f} against {tb["versus"]["examples_per_s"]:.1f} tracks/s,
-  **{tb["speedup"]:.2f}x**. That benchmark ran beside other work; the training run itself logged
-  {run_log["tracks_s"]:.1f} tracks/s over its {run_log["steps"]} steps.
+  tasks (learning curves below): step {best}, mean {best_mean:.3f}.
 
 ## Learning curves
-Linear-probe validation accuracy of each dev task every few hundred steps (step 0 is the random
-initialisation), for the semi-supervised recipe and a self-supervised-only run of the same model
-(`examples/{args.name}/ssl.toml`); MFCC as a flat reference.
-Made by `benchmarks/learning_curves.py`.
+Linear-probe validation accuracy of each dev task at every snapshot (step 0 is the random
+initialisation; made by `benchmarks/learning_curves.py`), both candidates, MFCC as a reference.
 
-![learning curves](docs/{args.name}/learning_curves.png)
+![learning curves]({args.docs}/learning_curves.png)
 
-| run | last step | best step (mean valid accuracy) | last step's mean |
-|---|---:|---:|---:|
-{chr(10).join(run_rows)}
-
-{longer}
-
-| run | step | notes | genre | gamesrc |
-|---|---:|---:|---:|---:|
+| run | step | notes | genre | gamesrc | mean |
+|---|---:|---:|---:|---:|---:|
 {chr(10).join(curve_rows)}
 
 ## Test-split results
-`benchmarks/probe_table.py` (5 seeds; mean and bootstrap 95% interval over the test clips and seeds;
-paired differences on the same clips and seeds). Test splits were scored once, after training.
+Scored once, after the step was chosen. `benchmarks/probe_table.py` (5 seeds; mean and bootstrap 95%
+interval over the test clips and seeds; paired differences on the same clips and seeds, `*` where
+the interval excludes 0):
 
-{table}
+{(docs / "probe" / "table.md").read_text().strip()}
 
-Against the bar the model was trained for (linear head, test accuracy, the paired 95% interval of
-the difference above 0, against both its random twin and MFCC):
+Paired differences of {args.name} (version 2) against each reference, linear accuracy and MAP@10:
 
-{chr(10).join(verdicts)}
+{chr(10).join(lines)}
 
-Where the linear accuracy does not separate from the random twin (its interval covers 0), the
-retrieval rows (MAP@10, nothing trained on top) still do, by a wide margin: training reorganised
-the embedding space, but a linear probe on {lab["genre"]} (genre) or {lab["gamesrc"]} (gamesrc)
-training clips recovers much of the same information from random features. What was tried is in
-the learning curves (the self-supervised-only recipe, and twice the training; see above, the
-validation accuracy of the longer run did not rise, so the test splits were not scored again);
-untried: a larger encoder, more labelled clips, a GPU run.
+Against version 1 ({args.previous}): ahead by a paired interval on {len(wins)} of {len(outcome)} tasks
+({", ".join(wins) or "none"}), behind on {len(losses)} ({", ".join(losses) or "none"}). Version 1 heard
+the gamesrc test audio in pretraining; version 2 did not.
 
-Peer, for context (issue 10; musicnn's best feature, linear head, test accuracy):
+## Against musicnn
+`benchmarks/musicnn.py --versus {args.name}` (musicnn 0.1.0's MSD and MTT models in their own
+environment; every layer, mean- and max-pooled over 3-s patches; the best layer per task chosen
+on the valid split; `{args.docs}/musicnn/`):
 
-| model | notes | genre | gamesrc |
-|---|---:|---:|---:|
-{peers}
+{musicnn_summary(docs / "musicnn" / "table.md")}
 
 ## Embedding speed on CPU
-`benchmarks/embed.py --versus random-melcnn` on {embed_bench["files"]} files
-({embed_bench["audio_s"] / 3600:.2f} h): {args.name} {embed_bench["mclx_xrt"]:.0f}x realtime end to end
-against {embed_bench["versus_mclx_xrt"]:.0f}x for random-melcnn (ratio {embed_bench["mclx_ratio"]:.2f});
-model alone {embed_bench["model_xrt"]:.0f}x against {embed_bench["versus_model_xrt"]:.0f}x
-(ratio {embed_bench["model_ratio"]:.2f}).
+`benchmarks/embed.py --versus {args.previous}` on {embed["files"]} files ({embed["audio_s"] / 3600:.2f} h):
+{args.name} {embed["mclx_xrt"]:.0f}x realtime end to end against {embed["versus_mclx_xrt"]:.0f}x for
+{args.previous} (ratio {embed["mclx_ratio"]:.2f}); model alone {embed["model_xrt"]:.0f}x against
+{embed["versus_model_xrt"]:.0f}x (ratio {embed["model_ratio"]:.2f}).
 
 ## Limitations
 - Trained on game music and rendered MIDI only (no vocals, no commercial production, no live
   recordings); expect weaker transfer to popular music, speech or environmental sound.
-- The tasks whose train labels shaped it are the tasks it is evaluated on (on held-out tracks,
-  GM programs and pieces): its test scores measure generalisation within these label spaces, not
+- The label spaces that shaped it are those of the tasks it is evaluated on (on held-out tracks,
+  GM programs and pieces), and the game labels of the pool name the 16 gamesrc classes among
+  others: its test scores measure generalisation to new audio within these label spaces, not
   to new tasks.
-- The pool `music/` contains the full tracks from which the gamesrc clips of every split are cut
-  (test included); they are used without labels, but the gamesrc test score may be optimistic
-  relative to music never heard in pretraining.
-- Small model trained for {done["wall_s"] / 3600:.1f} CPU-hours: a baseline to beat, not a state of the art.
+- The valid splits are small (genre: 50 clips), so the recipe and the step were chosen with
+  little resolution; the test splits were scored once.
+- A 0.5 M-parameter model trained for {done["wall_s"] / 3600:.1f} CPU-hours: a baseline to beat, not a state
+  of the art.
 """
     Path(args.out).write_text(card)
     print(f"wrote {args.out}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def probe_summary(probe_dir: Path, name: str) -> dict[str, Any]:
             "linear_accuracy": row["mean"],
             "ci95": row["ci95"],
             "versus": diffs,
-            "results": f"docs/{name}/probe/{path.name}",
+            "results": os.path.relpath(path.resolve(), ROOT),
         }
     return out
 
