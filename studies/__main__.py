@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from studies import figures, tables
+from studies.claims import ClaimError
 from studies.runner import Settings, run_studies
 from studies.spec import StudyError, available, load_study
 
@@ -58,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.tables_only:
         for figure in figures.write(docs):
             print(figure, file=sys.stderr)
-        print(tables.write(docs), file=sys.stderr)
+        try:
+            print(tables.write(docs), file=sys.stderr)
+        except ClaimError as exc:  # a reading claims what its evidence does not say: nothing written
+            print(f"python -m studies: reading: {exc}", file=sys.stderr)
+            return 1
         return 0
     try:
         studies = [load_study(name) for name in args.studies or available()]

@@ -71,6 +71,8 @@ class Evidence:
         """(R, N) per-clip scores of ``features`` (runs or a baseline) on a column; None when a
         report lacks them."""
         task, head, metric = column
+        if task not in self.reports:
+            return None
         rows = {name(r["features"]): r for r in self.reports[task]["results"]
                 if r["head"] == head and r["metric"] == metric and "corruption" not in r}  # fmt: skip
         if not all(f in rows and "per_clip" in rows[f] for f in features):

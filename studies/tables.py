@@ -3,7 +3,8 @@
 Per study: what each run cost, the test-split table (linear accuracy and, where the study asks
 for it, MAP@10, each a mean with its 95% bootstrap interval), the paired differences, the
 spread between training seeds, the validation accuracy against mclx-base, and the study's
-reading (``<study>/reading.md``, written by hand from these numbers), and the study's figure
+reading (``<study>/reading.md``, written by hand, its numbers and claims checked tokens:
+``studies.claims``), and the study's figure
 (``<study>/figure.png``, drawn by ``studies.figures``) where it exists. A study whose runs are
 not all finished says which are missing.
 """
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from mclx.probe.report import cell
+from studies import claims
 from studies.cells import Evidence
 from studies.figures import FIGURE
 from studies.intervals import Interval
@@ -130,7 +132,7 @@ def study_section(folder: Path) -> list[str]:
     lines += _validation(folder, cells)
     reading = folder / "reading.md"
     if reading.exists():
-        lines += ["### Reading", "", reading.read_text().strip(), ""]
+        lines += ["### Reading", "", claims.render(reading.read_text().strip(), ev), ""]
     return lines
 
 

@@ -1,0 +1,95 @@
+"""Checked claims: a study's reading cites its numbers through tokens that the tables check.
+
+A reading (``<study>/reading.md``) is prose written by hand, but every number it leans on is a
+token that ``--tables-only`` fills in from the evidence, and every claim of a difference states
+its direction, which the interval must support, or the rebuild fails:
+
+- ``[[CELL | TASK HEAD]]``: the cell's mean over its trainings and its 95% interval
+  (``0.612 [0.570, 0.651]``);
+- ``[[A − B | TASK HEAD | >]]``: the paired difference A minus B, which must lie above 0 (``>``),
+  below 0 (``<``), or cover 0 (``~``: the two are not told apart), rendered
+  ``+0.043 [+0.012, +0.075]``.
+
+``HEAD`` is ``linear`` (linear-probe accuracy) or ``map`` (cosine retrieval, MAP@10); ``A − B``
+also takes a plain hyphen with spaces around it. A reading that says "A beats B" thus cannot
+outlive evidence that stops saying so.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Protocol
+
+from studies.intervals import Interval
+
+HEADS = {"linear": ("linear", "accuracy"), "map": ("cosine", "map_at_10")}
+TOKEN = re.compile(r"\[\[([^\]|]+)\|([^\]|]+)(?:\|\s*([<>~])\s*)?\]\]")
+MINUS = re.compile(r"\s+[−-]\s+")
+DIRECTIONS = {">": "above 0", "<": "below 0", "~": "covering 0"}
+
+
+class ClaimError(ValueError):
+    """A reading's token that names nothing in the evidence, or whose interval does not support it."""
+
+
+class Cells(Protocol):
+    """What a claim is checked against (``studies.cells.Evidence``)."""
+
+    def cells(self) -> dict[str, list[str]]: ...
+    def interval(self, column: tuple[str, str, str], runs: list[str]) -> Interval | None: ...
+    def difference(self, column: tuple[str, str, str], a: list[str], b: list[str]) -> Interval | None: ...
+
+
+def supports(iv: Interval, direction: str) -> bool:
+    """Whether interval ``iv`` of a difference supports ``direction`` (``>``, ``<`` or ``~``)."""
+    if direction == ">":
+        return iv.lo > 0
+    if direction == "<":
+        return iv.hi < 0
+    return not iv.excludes_zero
+
+
+def _column(text: str, token: str) -> tuple[str, str, str]:
+    parts = text.split()
+    if len(parts) != 2 or parts[1] not in HEADS:
+        raise ClaimError(f"{token}: expected 'TASK linear' or 'TASK map', got {text.strip()!r}")
+    return (parts[0], *HEADS[parts[1]])
+
+
+def _members(cells: dict[str, list[str]], cell: str, token: str) -> list[str]:
+    if cell not in cells:
+        raise ClaimError(f"{token}: no cell {cell!r} with probed runs (cells: {', '.join(cells)})")
+    return cells[cell]
+
+
+def render_token(match: re.Match[str], evidence: Cells) -> str:
+    token = match.group(0)
+    subject, column_text, direction = match.group(1), match.group(2), match.group(3)
+    column = _column(column_text, token)
+    cells = evidence.cells()
+    sides = MINUS.split(subject.strip())
+    if len(sides) == 1:
+        if direction:
+            raise ClaimError(f"{token}: a direction needs a difference 'A − B'")
+        iv = evidence.interval(column, _members(cells, sides[0], token))
+        if iv is None:
+            raise ClaimError(f"{token}: no per-clip scores for {sides[0]} on {column_text.strip()}")
+        return f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]"
+    if len(sides) != 2 or not direction:
+        raise ClaimError(f"{token}: a difference is 'A − B | TASK HEAD | >, < or ~'")
+    a, b = (_members(cells, side, token) for side in sides)
+    iv = evidence.difference(column, a, b)
+    if iv is None:
+        raise ClaimError(f"{token}: no per-clip scores for both sides on {column_text.strip()}")
+    text = f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]"
+    if not supports(iv, direction):
+        raise ClaimError(f"{token}: the interval {text} is not {DIRECTIONS[direction]}")
+    return text
+
+
+def render(reading: str, evidence: Cells) -> str:
+    """``reading`` with every token replaced by its numbers; ClaimError on the first bad one."""
+    return TOKEN.sub(lambda m: render_token(m, evidence), reading)
+
+
+__all__ = ["ClaimError", "render", "supports"]

@@ -1,0 +1,89 @@
+"""A study's reading cites its numbers through checked tokens: a claim its interval does not
+support stops the rebuild, and nothing is written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from studies.__main__ import main
+from studies.cells import Evidence
+from studies.claims import ClaimError, render
+
+N = 120  # test clips
+
+
+def _per_clip(p: float, seed: int) -> list[float]:
+    """N 0/1 clip scores with success rate about ``p``."""
+    return (np.random.default_rng(seed).random(N) < p).astype(float).tolist()
+
+
+@pytest.fixture
+def study(tmp_path: Path) -> Path:
+    """docs/studies/<study> with cells strong (2 trainings), weak (2) and MFCC, one task."""
+    folder = tmp_path / "studies" / "demo"
+    rates = {"strong-s0": 0.9, "strong-s1": 0.85, "weak-s0": 0.3, "weak-s1": 0.35, "mfcc": 0.88}
+    runs = [r for r in rates if r != "mfcc"]
+    (folder / "probe").mkdir(parents=True)
+    study = {"title": "Demo", "runs": runs, "tasks": ["t"], "baselines": ["mfcc"]}
+    (folder / "study.json").write_text(json.dumps(study))
+    for i, run in enumerate(runs):
+        (folder / "runs" / run).mkdir(parents=True)
+        summary = {"cell": run.split("-")[0], "label": run.split("-")[0], "seed": i, "steps": 10,
+                   "batch_size": 4, "examples": 40, "segments_per_example": 2, "cpu_minutes": 1.0,
+                   "final_loss": 1.0}  # fmt: skip
+        (folder / "runs" / run / "summary.json").write_text(json.dumps(summary))
+    results = [
+        {"features": f"{f}.h5" if f != "mfcc" else f, "head": head, "metric": metric, "mean": p,
+         "ci95": [p, p], "per_clip": _per_clip(p, seed)}
+        for seed, (f, p) in enumerate(rates.items())
+        for head, metric in (("linear", "accuracy"), ("cosine", "map_at_10"))
+    ]  # fmt: skip
+    report = {"task": "t", "features": [{"name": f"{f}.h5"} for f in runs] + [{"name": "mfcc"}],
+              "results": results, "comparisons": []}  # fmt: skip
+    (folder / "probe" / "t.json").write_text(json.dumps(report))
+    return folder
+
+
+def test_tokens_become_the_tables_numbers(study: Path) -> None:
+    ev = Evidence(study)
+    text = render("strong: [[strong | t linear]]; [[strong − weak | t linear | >]], "
+                  "[[weak - strong | t map | <]]; [[strong − mfcc | t linear | ~]].", ev)  # fmt: skip
+    iv = ev.interval(("t", "linear", "accuracy"), ["strong-s0", "strong-s1"])
+    assert iv is not None and f"strong: {iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}];" in text
+    diff = ev.difference(("t", "linear", "accuracy"), ["strong-s0", "strong-s1"], ["weak-s0", "weak-s1"])
+    assert diff is not None and diff.lo > 0 and f"{diff.mean:+.3f} [{diff.lo:+.3f}, {diff.hi:+.3f}]" in text
+    assert "[[" not in text
+
+
+@pytest.mark.parametrize(
+    ("token", "message"),
+    [
+        ("[[weak − strong | t linear | >]]", "is not above 0"),
+        ("[[strong − mfcc | t linear | >]]", "is not above 0"),  # level: the interval covers 0
+        ("[[strong − weak | t linear | ~]]", "is not covering 0"),
+        ("[[strong − weak | t linear]]", "a difference is"),
+        ("[[strong | t linear | >]]", "needs a difference"),
+        ("[[nobody − weak | t linear | >]]", "no cell 'nobody'"),
+        ("[[strong | t mlp]]", "expected 'TASK linear' or 'TASK map'"),
+        ("[[strong | other linear]]", "no per-clip scores"),
+    ],
+)
+def test_an_unsupported_or_unknown_claim_is_an_error(study: Path, token: str, message: str) -> None:
+    with pytest.raises(ClaimError, match=message):
+        render(f"Reading: {token}.", Evidence(study))
+
+
+def test_tables_only_refuses_a_reading_its_evidence_contradicts(study: Path, capsys) -> None:
+    docs = study.parent
+    (study / "reading.md").write_text("Strong beats weak ([[strong − weak | t linear | >]]).")
+    assert main(["run", "--tables-only", "--docs", str(docs)]) == 0
+    written = docs.with_suffix(".md").read_text()
+    assert "Strong beats weak (+0." in written
+    (study / "reading.md").write_text("Weak beats strong ([[weak − strong | t linear | >]]).")
+    assert main(["run", "--tables-only", "--docs", str(docs)]) == 1
+    assert "is not above 0" in capsys.readouterr().err
+    assert docs.with_suffix(".md").read_text() == written  # nothing half-written
