@@ -57,13 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         else (runs / "docs" / "studies" if args.smoke else REPO / "docs" / "studies")
     )
     if args.tables_only:
-        for figure in figures.write(docs):
-            print(figure, file=sys.stderr)
         try:
-            print(tables.write(docs), file=sys.stderr)
+            tables.check_readings(docs)
         except ClaimError as exc:  # a reading claims what its evidence does not say: nothing written
             print(f"python -m studies: reading: {exc}", file=sys.stderr)
             return 1
+        for figure in figures.write(docs):
+            print(figure, file=sys.stderr)
+        print(tables.write(docs), file=sys.stderr)
         return 0
     try:
         studies = [load_study(name) for name in args.studies or available()]

@@ -11,7 +11,9 @@ its direction, which the interval must support, or the rebuild fails:
   ``+0.043 [+0.012, +0.075]``.
 
 ``HEAD`` is ``linear`` (linear-probe accuracy) or ``map`` (cosine retrieval, MAP@10); ``A − B``
-also takes a plain hyphen with spaces around it. A reading that says "A beats B" thus cannot
+also takes a plain hyphen with spaces around it. A number from a cell with one training so far
+carries a † (its interval covers the test clips only), as in the tables. Any other ``[[...]]`` is
+an error, so a mistyped token cannot pass unchecked. A reading that says "A beats B" thus cannot
 outlive evidence that stops saying so.
 """
 
@@ -24,6 +26,7 @@ from studies.intervals import Interval
 
 HEADS = {"linear": ("linear", "accuracy"), "map": ("cosine", "map_at_10")}
 TOKEN = re.compile(r"\[\[([^\]|]+)\|([^\]|]+)(?:\|\s*([<>~])\s*)?\]\]")
+ANY = re.compile(r"\[\[.*?\]\]", re.DOTALL)
 MINUS = re.compile(r"\s+[−-]\s+")
 DIRECTIONS = {">": "above 0", "<": "below 0", "~": "covering 0"}
 
@@ -74,7 +77,7 @@ def render_token(match: re.Match[str], evidence: Cells) -> str:
         iv = evidence.interval(column, _members(cells, sides[0], token))
         if iv is None:
             raise ClaimError(f"{token}: no per-clip scores for {sides[0]} on {column_text.strip()}")
-        return f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]"
+        return f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]{_dagger(cells, sides)}"
     if len(sides) != 2 or not direction:
         raise ClaimError(f"{token}: a difference is 'A − B | TASK HEAD | >, < or ~'")
     a, b = (_members(cells, side, token) for side in sides)
@@ -84,11 +87,23 @@ def render_token(match: re.Match[str], evidence: Cells) -> str:
     text = f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]"
     if not supports(iv, direction):
         raise ClaimError(f"{token}: the interval {text} is not {DIRECTIONS[direction]}")
-    return text
+    return text + _dagger(cells, sides)
+
+
+def _dagger(cells: dict[str, list[str]], names: list[str]) -> str:
+    """' †' for a number resting on a trained cell with one training (its interval covers the
+    clips only); a baseline (MFCC, a random network: its own single member) is not trained."""
+    single = any(len(cells[n]) == 1 and cells[n] != [n] for n in names)
+    return " †" if single else ""
 
 
 def render(reading: str, evidence: Cells) -> str:
-    """``reading`` with every token replaced by its numbers; ClaimError on the first bad one."""
+    """``reading`` with every token replaced by its numbers; ClaimError on the first bad one, or
+    on any ``[[...]]`` that is not a token."""
+    for found in ANY.finditer(reading):
+        if not TOKEN.fullmatch(found.group(0)):
+            raise ClaimError(f"{found.group(0)}: not a token ('[[CELL | TASK HEAD]]' or "
+                             "'[[A − B | TASK HEAD | >, < or ~]]')")  # fmt: skip
     return TOKEN.sub(lambda m: render_token(m, evidence), reading)
 
 

@@ -2,7 +2,7 @@
 
 Per study: what each run cost, the test-split table (linear accuracy and, where the study asks
 for it, MAP@10, each a mean with its 95% bootstrap interval), the paired differences, the
-spread between training seeds, the validation accuracy against mclx-base, and the study's
+spread between training seeds, the validation accuracy against mclx-base-1, and the study's
 reading (``<study>/reading.md``, written by hand, its numbers and claims checked tokens:
 ``studies.claims``), and the study's figure
 (``<study>/figure.png``, drawn by ``studies.figures``) where it exists. A study whose runs are
@@ -132,8 +132,24 @@ def study_section(folder: Path) -> list[str]:
     lines += _validation(folder, cells)
     reading = folder / "reading.md"
     if reading.exists():
-        lines += ["### Reading", "", claims.render(reading.read_text().strip(), ev), ""]
+        lines += ["### Reading", "", _reading(reading, ev), ""]
     return lines
+
+
+def _reading(path: Path, ev: Evidence) -> str:
+    """The reading with its tokens filled in; ClaimError names the file."""
+    try:
+        return claims.render(path.read_text().strip(), ev)
+    except claims.ClaimError as exc:
+        raise claims.ClaimError(f"{path}: {exc}") from None
+
+
+def check_readings(docs: Path) -> None:
+    """Every study's reading against its evidence (ClaimError on the first unsupported claim),
+    before anything is written."""
+    for folder in sorted(p.parent for p in docs.glob("*/study.json")):
+        if (folder / "reading.md").exists():
+            _reading(folder / "reading.md", Evidence(folder))
 
 
 def _costs(runs: dict[str, Any]) -> list[str]:

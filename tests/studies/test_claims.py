@@ -56,7 +56,15 @@ def test_tokens_become_the_tables_numbers(study: Path) -> None:
     assert iv is not None and f"strong: {iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}];" in text
     diff = ev.difference(("t", "linear", "accuracy"), ["strong-s0", "strong-s1"], ["weak-s0", "weak-s1"])
     assert diff is not None and diff.lo > 0 and f"{diff.mean:+.3f} [{diff.lo:+.3f}, {diff.hi:+.3f}]" in text
-    assert "[[" not in text
+    assert "[[" not in text and "†" not in text  # two trainings each; MFCC is not trained
+
+
+def test_a_cell_with_one_training_is_marked(study: Path) -> None:
+    (study / "runs" / "weak-s1" / "summary.json").unlink()  # weak now has one finished training
+    ev = Evidence(study)
+    text = render("[[weak | t linear]]; [[strong − weak | t linear | >]]; [[strong | t map]]", ev)
+    first, second, third = text.split("; ")
+    assert first.endswith(" †") and second.endswith(" †") and not third.endswith("†")
 
 
 @pytest.mark.parametrize(
@@ -70,6 +78,9 @@ def test_tokens_become_the_tables_numbers(study: Path) -> None:
         ("[[nobody − weak | t linear | >]]", "no cell 'nobody'"),
         ("[[strong | t mlp]]", "expected 'TASK linear' or 'TASK map'"),
         ("[[strong | other linear]]", "no per-clip scores"),
+        ("[[strong − weak | t linear | >=]]", "not a token"),
+        ("[[strong]]", "not a token"),
+        ("[[strong − weak | t linear | > | more]]", "not a token"),
     ],
 )
 def test_an_unsupported_or_unknown_claim_is_an_error(study: Path, token: str, message: str) -> None:
@@ -85,5 +96,6 @@ def test_tables_only_refuses_a_reading_its_evidence_contradicts(study: Path, cap
     assert "Strong beats weak (+0." in written
     (study / "reading.md").write_text("Weak beats strong ([[weak − strong | t linear | >]]).")
     assert main(["run", "--tables-only", "--docs", str(docs)]) == 1
-    assert "is not above 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "reading.md: [[weak − strong" in err and "is not above 0" in err
     assert docs.with_suffix(".md").read_text() == written  # nothing half-written

@@ -63,17 +63,21 @@ def test_smoke_config_runs_on_the_example_clips(tmp_path: Path, monkeypatch: pyt
     assert summary["trained_steps"] == 50
 
 
-@pytest.mark.parametrize("name", ["semi", "ssl"])
+@pytest.mark.parametrize("name", ["semi", "ssl", "v2-tasks", "v2-games"])
 def test_the_default_models_recipe_runs(name: str, dev_corpus: Path, tmp_path: Path) -> None:
-    """examples/mclx-base/*.toml, scaled down, with a label file as build_labels.py writes it."""
-    labels = dev_corpus / "mclx-base" / "labels.csv"
-    labels.parent.mkdir()
-    rows = ["path,label,split"] + [
-        f"{dev_corpus / 'gamesrc' / 'clips' / f'c{i}.flac'},gamesrc:game{i % 2},train" for i in range(6)
-    ]
-    labels.write_text("\n".join(rows) + "\n")
+    """examples/mclx-base/*.toml, scaled down, with the label files build_labels.py writes
+    (labels-games.csv: the pool's tracks labelled with their game as well)."""
+    (dev_corpus / "mclx-base").mkdir()
+    clips = [f"{dev_corpus / 'gamesrc' / 'clips' / f'c{i}.flac'},{{}}:game{i % 2},train" for i in range(6)]
+    pool = [f"{dev_corpus / 'music' / f'g{i}' / f't{i}.ogg'},game:g{i},train" for i in range(4)]
+    header = ["path,label,split"]
+    tasks_only = header + [c.format("gamesrc") for c in clips]
+    (dev_corpus / "mclx-base" / "labels.csv").write_text("\n".join(tasks_only) + "\n")
+    (dev_corpus / "mclx-base" / "labels-games.csv").write_text(
+        "\n".join(header + [c.format("game") for c in clips] + pool) + "\n"
+    )
     config = Path(__file__).parents[2] / "examples" / "mclx-base" / f"{name}.toml"
     small = [*SMALL[:-1], "model.channels=[4, 8]", "train.snapshot_every=1"]
     summary = run_training(str(config), str(tmp_path / "run"), False, small, quiet=True)
-    assert summary["trained_steps"] == 2 and summary["tracks"] == (10 if name == "semi" else 4)
+    assert summary["trained_steps"] == 2 and summary["tracks"] == (4 if name == "ssl" else 10)
     assert len(list((tmp_path / "run" / "snapshots").glob("*.safetensors"))) == 3
