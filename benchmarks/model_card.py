@@ -63,12 +63,13 @@ def training_data(data: Path, labels: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def compute(metrics: list[dict[str, Any]], batch: int) -> dict[str, float]:
-    """Step time from the log: each logged interval's tracks over its tracks/s (start-up and
-    evaluation excluded; a resumed run's intervals are each measured, so none is lost)."""
+def compute(metrics: list[dict[str, Any]], batch: int, until: int | None = None) -> dict[str, float]:
+    """Step time from the log up to step ``until`` (None: all): each logged interval's tracks over
+    its tracks/s (start-up and evaluation excluded; a resumed run's intervals are each measured,
+    so none is lost)."""
     wall, last = 0.0, 0
     for row in metrics:
-        if row["step"] > last:
+        if row["step"] > last and (until is None or row["step"] <= until):
             wall += (row["step"] - last) * batch / row["examples_per_s"]
             last = row["step"]
     return {"steps": last, "wall_s": wall, "examples": last * batch}
@@ -98,9 +99,9 @@ def curves_section(curves: dict[str, Any], run: str) -> tuple[int, float, list[s
 VERDICT_METRICS = (("linear", "accuracy", "linear accuracy"), ("cosine", "map_at_10", "MAP@10"))
 
 
-def verdicts(probe_dir: Path, name: str) -> tuple[list[str], dict[str, dict[str, str]]]:
+def verdicts(probe_dir: Path, name: str) -> tuple[list[str], dict[str, dict[str, dict[str, str]]]]:
     """One line per task and compared model (paired differences of ``name`` minus it, linear
-    accuracy and MAP@10), and {task: {other: "beats" | "level" | "worse"}} on either metric."""
+    accuracy and MAP@10), and {task: {other: {metric label: "ahead" | "level" | "behind"}}}."""
     lines, outcome = [], {}
     for path in sorted(probe_dir.glob("*.json")):
         report = json.loads(path.read_text())
@@ -112,17 +113,27 @@ def verdicts(probe_dir: Path, name: str) -> tuple[list[str], dict[str, dict[str,
                 if c["a"] != name or c["head"] != head or c["metric"] != metric:
                     continue
                 lo, hi = c["ci95"]
-                word = "beats" if lo > 0 else "worse" if hi < 0 else "level"
+                word = "ahead" if lo > 0 else "behind" if hi < 0 else "level"
                 by_other.setdefault(c["b"], []).append(
                     f"{label} {c['diff']:+.3f} [{lo:+.3f}, {hi:+.3f}] ({word})"
                 )
-                prev = outcome[task].get(c["b"])
-                outcome[task][c["b"]] = (
-                    "worse" if "worse" in (prev, word) else "beats" if "beats" in (prev, word) else "level"
-                )
+                outcome[task].setdefault(c["b"], {})[label] = word
         for other, parts in by_other.items():
             lines.append(f"- **{task}**, {name} − {other}: " + "; ".join(parts) + ".")
     return lines, outcome
+
+
+def against(outcome: dict[str, dict[str, dict[str, str]]], other: str) -> str:
+    """One sentence: on how many of the tasks compared with ``other`` ``name`` is ahead on a
+    metric, and on how many behind on one (naming the tasks and metrics)."""
+    tasks = {t: o[other] for t, o in outcome.items() if other in o}
+    ahead = [f"{t} ({', '.join(m for m, w in ws.items() if w == 'ahead')})" for t, ws in tasks.items()
+             if "ahead" in ws.values()]  # fmt: skip
+    behind = [f"{t} ({', '.join(m for m, w in ws.items() if w == 'behind')})" for t, ws in tasks.items()
+              if "behind" in ws.values()]  # fmt: skip
+    named_ahead, named_behind = "; ".join(ahead) or "none", "; ".join(behind) or "none"
+    return (f"ahead by a paired interval on {len(ahead)} of {len(tasks)} tasks ({named_ahead}), "
+            f"behind on {len(behind)} ({named_behind})")  # fmt: skip
 
 
 def musicnn_summary(table: Path) -> str:
@@ -145,21 +156,35 @@ def main() -> None:
     docs = ROOT / args.docs
     models = {m["name"]: m for m in read_manifest()["models"]}
     entry, previous = models[args.name], models[args.previous]
-    config = load_config(args.config)
+    config_path = ROOT / args.config
+    config = load_config(str(config_path))
     if args.data:
         labels = Path(os.path.expandvars(config.data.labels.replace("${MCLX_DATA}", args.data)))
         data = training_data(Path(args.data), labels)
         # The corpus lives outside the repository: keep the figures the card quotes from it.
         (docs / "training_data.json").write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     data = json.loads((docs / "training_data.json").read_text())
-    done = compute(_jsonl(docs / "metrics.jsonl"), config.train.batch_size)
     curves = json.loads((docs / "learning_curves.json").read_text())
     best, best_mean, curve_rows = curves_section(curves, args.run)
     kept = entry["trained_on"]["step"]
+    if kept != best:
+        raise SystemExit(f"{args.name} was bundled from step {kept}, but the rule picks step {best}: "
+                         "bundle that snapshot (examples/mclx-base/bundle.py)")  # fmt: skip
+    metrics = _jsonl(docs / "metrics.jsonl")
+    total, done = compute(metrics, config.train.batch_size), compute(metrics, config.train.batch_size, kept)
     lines, outcome = verdicts(docs / "probe", args.name)
-    wins = sorted(t for t, o in outcome.items() if o.get(args.previous) == "beats")
-    losses = sorted(t for t, o in outcome.items() if o.get(args.previous) == "worse")
     embed = json.loads((docs / "embed_bench.json").read_text())
+    same = all(entry[k] == previous[k] for k in ("architecture", "bytes", "sample_rate", "window_s"))
+    size = ("the same architecture and size as version 1" if same else
+            f"version 1: `{previous['architecture']}`, {previous['bytes']:,} bytes")  # fmt: skip
+    games = data["labelled_pool_tracks"].get("game")
+    pool_games = ", and the game labels of the pool name the 16 gamesrc classes among others" if games else ""
+    game_text = (
+        "`game:` is the game of origin, from the gamesrc train clips and from the pool's own manifest "
+        "(`examples/mclx-base/build_labels.py --pool-games`). "
+        if games
+        else ""
+    )
     licences = ", ".join(f"{lic} ({n} tracks)" for lic, n in data["licences"])
     clips, tracks, classes = data["labelled_clips"], data["labelled_pool_tracks"], data["label_classes"]
     label_text = "; ".join(
@@ -177,8 +202,8 @@ below comes from a file one of this repository's scripts wrote. Version 1 stays 
 
 ## What it is
 - `{entry["architecture"]}`: log-mel CNN, {entry["sample_rate"]} Hz, {entry["window_s"]:g}-s windows,
-  {entry["embedding_dim"]}-dimensional embeddings (the encoder before the projection head); the
-  same architecture and size as version 1.
+  {entry["embedding_dim"]}-dimensional embeddings (the encoder before the projection head);
+  {size}.
 - File `mclx/{entry["file"]}`, {entry["bytes"]:,} bytes, sha256 `{entry["sha256"]}` (checked at
   every load; `mclx models --verify` checks it and `{args.previous}`'s `{previous["sha256"][:12]}…`).
 - The default model of `mclx embed`, `mclx probe` and `mclx.hear.load_model()`; `random-{args.name}`
@@ -190,8 +215,7 @@ below comes from a file one of this repository's scripts wrote. Version 1 stays 
   the valid or test split of `gamesrc` (the corpus builder leaves them out): the model never
   heard the audio it is evaluated on. Version 1's pool held them.
 - Labels, train splits and pool metadata only, label spaces kept apart by prefix: {label_text}.
-  `game:` is the game of origin, from the gamesrc train clips and from the pool's own manifest
-  (`examples/mclx-base/build_labels.py --pool-games`). No valid or test clip's label is read.
+  {game_text}No valid or test clip's label is read.
 - Licences of the pool: {licences}. The notes and genre clips are rendered with FluidR3 GM (MIT)
   from the music21 corpus (public-domain scores, BSD-licensed corpus).
 - What that means for the weights: the soundtracks are copyleft (GPL, CC-BY-SA) or attribution
@@ -208,14 +232,15 @@ below comes from a file one of this repository's scripts wrote. Version 1 stays 
 thread, beside other work on the second core), resumed across sessions with `--resume`:
 
 ```toml
-{(ROOT / args.config).read_text().strip()}
+{config_path.read_text().strip()}
 ```
 
-- {done["steps"]} steps of {config.train.batch_size} tracks ({done["examples"]:,} examples) in
-  {done["wall_s"] / 3600:.2f} hours of step time (each logged interval's tracks over its tracks/s,
-  `{args.docs}/metrics.jsonl`; start-up and evaluation not counted).
 - Step kept: {kept}. Rule: the snapshot with the highest mean validation accuracy over the three
   tasks (learning curves below): step {best}, mean {best_mean:.3f}.
+- To that step: {done["steps"]} steps of {config.train.batch_size} tracks ({done["examples"]:,} examples) in
+  {done["wall_s"] / 3600:.2f} hours of step time; the whole run: {total["steps"]} steps in
+  {total["wall_s"] / 3600:.2f} hours (each logged interval's tracks over its tracks/s,
+  `{args.docs}/metrics.jsonl`; start-up and evaluation not counted).
 
 ## Learning curves
 Linear-probe validation accuracy of each dev task at every snapshot (step 0 is the random
@@ -238,9 +263,8 @@ Paired differences of {args.name} (version 2) against each reference, linear acc
 
 {chr(10).join(lines)}
 
-Against version 1 ({args.previous}): ahead by a paired interval on {len(wins)} of {len(outcome)} tasks
-({", ".join(wins) or "none"}), behind on {len(losses)} ({", ".join(losses) or "none"}). Version 1 heard
-the gamesrc test audio in pretraining; version 2 did not.
+Against version 1 ({args.previous}): {against(outcome, args.previous)}. Version 1 heard the
+gamesrc test audio in pretraining; version 2 did not.
 
 ## Against musicnn
 `benchmarks/musicnn.py --versus {args.name}` (musicnn 0.1.0's MSD and MTT models in their own
@@ -250,22 +274,21 @@ on the valid split; `{args.docs}/musicnn/`):
 {musicnn_summary(docs / "musicnn" / "table.md")}
 
 ## Embedding speed on CPU
-`benchmarks/embed.py --versus {args.previous}` on {embed["files"]} files ({embed["audio_s"] / 3600:.2f} h):
-{args.name} {embed["mclx_xrt"]:.0f}x realtime end to end against {embed["versus_mclx_xrt"]:.0f}x for
-{args.previous} (ratio {embed["mclx_ratio"]:.2f}); model alone {embed["model_xrt"]:.0f}x against
+`benchmarks/embed.py --versus {embed["versus"]}` on {embed["files"]} files ({embed["audio_s"] / 3600:.2f} h):
+{embed["model"]} {embed["mclx_xrt"]:.0f}x realtime end to end against {embed["versus_mclx_xrt"]:.0f}x for
+{embed["versus"]} (ratio {embed["mclx_ratio"]:.2f}); model alone {embed["model_xrt"]:.0f}x against
 {embed["versus_model_xrt"]:.0f}x (ratio {embed["model_ratio"]:.2f}).
 
 ## Limitations
 - Trained on game music and rendered MIDI only (no vocals, no commercial production, no live
   recordings); expect weaker transfer to popular music, speech or environmental sound.
 - The label spaces that shaped it are those of the tasks it is evaluated on (on held-out tracks,
-  GM programs and pieces), and the game labels of the pool name the 16 gamesrc classes among
-  others: its test scores measure generalisation to new audio within these label spaces, not
-  to new tasks.
+  GM programs and pieces){pool_games}: its test scores measure generalisation to new audio within
+  these label spaces, not to new tasks.
 - The valid splits are small (genre: 50 clips), so the recipe and the step were chosen with
   little resolution; the test splits were scored once.
-- A 0.5 M-parameter model trained for {done["wall_s"] / 3600:.1f} CPU-hours: a baseline to beat, not a state
-  of the art.
+- A 0.5 M-parameter model trained for {done["wall_s"] / 3600:.1f} CPU-hours to the step kept: a baseline to
+  beat, not a state of the art.
 """
     Path(args.out).write_text(card)
     print(f"wrote {args.out}")

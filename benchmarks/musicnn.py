@@ -25,12 +25,13 @@ Then, for every clip of each task (all the splits the probe uses):
 2. Here, one mclx embedding store per task, model, layer and pooling,
    ``OUT/stores/<task>/<model>.<layer>.<pool>.h5`` (global level, one row per clip, the task's
    paths), which `mclx probe --embeddings` reads.
-3. `mclx probe --task T --embeddings STORE... --model mclx-base --baseline mfcc --head linear`
-   on each task (the probe's 5 seeds), each store compared, paired, with mclx-base; results in
-   ``OUT/<task>.json`` (mclx-base's and MFCC's embeddings are cached beside them).
+3. `mclx probe --task T --embeddings STORE... --model VERSUS --baseline mfcc --head linear`
+   on each task (the probe's 5 seeds), each store compared, paired, with the ``--versus`` model
+   (default mclx-base); results in ``OUT/<task>.json`` (that model's and MFCC's embeddings are
+   cached beside them, and embedded again when the model's sha256 changes).
 4. A table on stdout and in ``OUT/table.md``: per task, each musicnn layer's test score (the
    task's first metric: accuracy for single-label tasks) with its 95% interval, the best layer,
-   and mclx-base beside it with the paired difference.
+   and the ``--versus`` model beside it with the paired difference.
 
 ``--limit N`` embeds only the first N clips of each task (a smoke run): the stores are written
 but not probed, since the probe needs every clip. Exit 1 when some clip failed, 2 on bad input.
@@ -264,8 +265,15 @@ def task_table(
         lines.append(f"| {report['task']} | {s.model} | {s.layer} | {s.pool} | {v} | {text} | {_diff(d)} |")
     base, mfcc = rows.get(versus), rows.get("mfcc")
     mine = [best.label, cell(rows[str(best.path)])] if best else ["–", "–"]
-    versus = _diff(diffs.get(str(best.path))) if best else "–"
-    cells = [report["task"], metric, *mine, cell(base) if base else "–", versus, cell(mfcc) if mfcc else "–"]
+    best_diff = _diff(diffs.get(str(best.path))) if best else "–"
+    cells = [
+        report["task"],
+        metric,
+        *mine,
+        cell(base) if base else "–",
+        best_diff,
+        cell(mfcc) if mfcc else "–",
+    ]
     return lines, ["| " + " | ".join(cells) + " |"]
 
 

@@ -1,11 +1,15 @@
 """Bundle a trained encoder as a named model: copy it into mclx/weights/ and list it in both
 copies of weights_manifest.json (the repository's and the package's, which must stay equal).
 
-    python examples/mclx-base/bundle.py runs/base-semi/snapshots/step-001800.safetensors \
-        --name mclx-base --run runs/base-semi --default
-    python examples/mclx-base/bundle.py RUN/snapshots/step-NNNNNN.safetensors --name mclx-base \
-        --file mclx-base-2 --run RUN --config examples/mclx-base/v2-games.toml --data "..." --default
-    python examples/mclx-base/bundle.py --name mclx-base --probe docs/mclx-base/probe   # fill `probe`
+    MCLX_DATA=~/mclx-data python examples/mclx-base/bundle.py RUN/snapshots/step-NNNNNN.safetensors \
+        --name mclx-base --file mclx-base-2 --run RUN --config examples/mclx-base/v2-games.toml \
+        --data "..." --default
+    python examples/mclx-base/bundle.py --name mclx-base --probe docs/mclx-base-2/probe   # fill `probe`
+
+The licence text lists the licences of the pool's tracks (``$MCLX_DATA/music/manifest.csv``). A
+new checkpoint under a name starts with an empty ``probe`` (the old one described other weights).
+Version 1 was bundled as ``mclx-base`` from ``runs/base-semi/snapshots/step-001800.safetensors``;
+its file is now ``mclx-base-1.safetensors``, listed under both names.
 
 The `probe` field lists the linear-head test accuracy (mean and 95% interval) of the model and
 the paired differences against the other feature sets, from the probe_table JSON files.
@@ -14,6 +18,7 @@ the paired differences against the other feature sets, from the probe_table JSON
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import shutil
@@ -25,11 +30,16 @@ from mclx.models.checkpoint import read_metadata
 
 ROOT = Path(__file__).resolve().parents[2]
 MANIFESTS = (ROOT / "weights_manifest.json", ROOT / "mclx" / "weights" / "weights_manifest.json")
-LICENCE = (
-    "weights trained on audio under GPL-2/2+/3+, CC-BY-SA-3.0(+), CC-BY-3.0, public domain and the "
-    "Drascula licence (game soundtracks) and on renderings of public-domain scores (FluidR3 GM, MIT); "
-    "attribution in the corpus's music/LICENCES and MODEL_CARD.md"
-)
+
+
+def licence_text(data: Path) -> str:
+    """The manifest's licence line: the licences of the pool's tracks and of the rendered clips."""
+    with open(data / "music" / "manifest.csv", newline="") as f:
+        licences = sorted({row["licence"] for row in csv.DictReader(f)})
+    return (
+        f"weights trained on game soundtracks under {', '.join(licences)} and on renderings of "
+        "public-domain scores (FluidR3 GM, MIT); attribution in the corpus's music/LICENCES and MODEL_CARD.md"
+    )
 
 
 def probe_summary(probe_dir: Path, name: str) -> dict[str, Any]:
@@ -69,6 +79,11 @@ def main() -> None:
     manifest = json.loads(MANIFESTS[0].read_text())
     models = {m["name"]: m for m in manifest["models"]}
     if args.checkpoint:
+        data = os.environ.get("MCLX_DATA", "")
+        if not data:
+            raise SystemExit(
+                "set MCLX_DATA (the corpus the model was trained on: its licences go into the manifest)"
+            )
         target = ROOT / "mclx" / "weights" / f"{args.file or args.name}.safetensors"
         shutil.copyfile(args.checkpoint, target)
         meta = read_metadata(target)
@@ -83,14 +98,14 @@ def main() -> None:
             "sample_rate": int(meta["sample_rate"]),
             "window_s": float(meta["window_s"]),
             "embedding_dim": int(meta["embedding_dim"]),
-            "licence": LICENCE,
+            "licence": licence_text(Path(data)),
             "trained_on": {
                 "run": args.run,
                 "step": step,
                 "config": args.config,
                 "data": args.data,
             },
-            "probe": models.get(args.name, {}).get("probe", {}),
+            "probe": {},  # filled by --probe from this checkpoint's own results
         }
     if args.probe:
         models[args.name]["probe"] = probe_summary(Path(args.probe), args.name)
