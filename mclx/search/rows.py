@@ -18,13 +18,6 @@ LOOKUPS = 64  # path look-ups by a scan of the stored paths before a dict of the
 LEVELS = ("global", "segments")
 
 
-def _normalise(x: np.ndarray) -> np.ndarray:
-    """(n, D) rows scaled to unit length (zero rows stay zero)."""
-    x = np.asarray(x, dtype=np.float32)
-    norm = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(norm, 1e-12)
-
-
 class Rows:
     """The searchable rows of a store at one level: which file each row belongs to, and their
     unit-length embeddings read on demand (streamed in chunks, or at any positions).
@@ -77,8 +70,7 @@ class Rows:
     def unit(self, x: np.ndarray) -> np.ndarray:
         """(n, D) embeddings -> the unit vectors the search compares: centred (minus the store's
         mean at this level) unless the search is raw, then scaled to unit length."""
-        x = np.asarray(x, dtype=np.float32)
-        return _normalise(x if self.centre is None else x - self.centre)
+        return self._unit_in_place(np.array(x, dtype=np.float32))  # a copy: the caller's stays
 
     @property
     def dataset(self) -> str:
