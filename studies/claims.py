@@ -20,8 +20,8 @@ outlive evidence that stops saying so.
 from __future__ import annotations
 
 import re
-from typing import Protocol
 
+from studies.cells import Evidence
 from studies.intervals import Interval
 
 HEADS = {"linear": ("linear", "accuracy"), "map": ("cosine", "map_at_10")}
@@ -33,14 +33,6 @@ DIRECTIONS = {">": "above 0", "<": "below 0", "~": "covering 0"}
 
 class ClaimError(ValueError):
     """A reading's token that names nothing in the evidence, or whose interval does not support it."""
-
-
-class Cells(Protocol):
-    """What a claim is checked against (``studies.cells.Evidence``)."""
-
-    def cells(self) -> dict[str, list[str]]: ...
-    def interval(self, column: tuple[str, str, str], runs: list[str]) -> Interval | None: ...
-    def difference(self, column: tuple[str, str, str], a: list[str], b: list[str]) -> Interval | None: ...
 
 
 def supports(iv: Interval, direction: str) -> bool:
@@ -65,7 +57,7 @@ def _members(cells: dict[str, list[str]], cell: str, token: str) -> list[str]:
     return cells[cell]
 
 
-def render_token(match: re.Match[str], evidence: Cells) -> str:
+def render_token(match: re.Match[str], evidence: Evidence) -> str:
     token = match.group(0)
     subject, column_text, direction = match.group(1), match.group(2), match.group(3)
     column = _column(column_text, token)
@@ -77,7 +69,7 @@ def render_token(match: re.Match[str], evidence: Cells) -> str:
         iv = evidence.interval(column, _members(cells, sides[0], token))
         if iv is None:
             raise ClaimError(f"{token}: no per-clip scores for {sides[0]} on {column_text.strip()}")
-        return f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]{_dagger(cells, sides)}"
+        return f"{iv.mean:.3f} [{iv.lo:.3f}, {iv.hi:.3f}]{_dagger(evidence, cells, sides)}"
     if len(sides) != 2 or not direction:
         raise ClaimError(f"{token}: a difference is 'A − B | TASK HEAD | >, < or ~'")
     a, b = (_members(cells, side, token) for side in sides)
@@ -87,17 +79,18 @@ def render_token(match: re.Match[str], evidence: Cells) -> str:
     text = f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]"
     if not supports(iv, direction):
         raise ClaimError(f"{token}: the interval {text} is not {DIRECTIONS[direction]}")
-    return text + _dagger(cells, sides)
+    return text + _dagger(evidence, cells, sides)
 
 
-def _dagger(cells: dict[str, list[str]], names: list[str]) -> str:
+def _dagger(evidence: Evidence, cells: dict[str, list[str]], names: list[str]) -> str:
     """' †' for a number resting on a trained cell with one training (its interval covers the
-    clips only); a baseline (MFCC, a random network: its own single member) is not trained."""
-    single = any(len(cells[n]) == 1 and cells[n] != [n] for n in names)
+    clips only); a baseline (MFCC, a random network) is not trained, as in the tables."""
+    baselines = evidence.study["baselines"]
+    single = any(len(cells[n]) == 1 and n not in baselines for n in names)
     return " †" if single else ""
 
 
-def render(reading: str, evidence: Cells) -> str:
+def render(reading: str, evidence: Evidence) -> str:
     """``reading`` with every token replaced by its numbers; ClaimError on the first bad one, or
     on any ``[[...]]`` that is not a token."""
     for found in ANY.finditer(reading):
