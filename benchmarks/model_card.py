@@ -75,9 +75,13 @@ def compute(metrics: list[dict[str, Any]], batch: int, until: int | None = None)
     return {"steps": last, "wall_s": wall, "examples": last * batch}
 
 
-def mean_valid(snapshot: dict[str, Any]) -> float:
-    accs = snapshot["valid_accuracy"]
+def mean_of(accs: dict[str, float]) -> float:
+    """The mean validation accuracy over the three tasks."""
     return sum(accs[t] for t in TASKS) / len(TASKS)
+
+
+def mean_valid(snapshot: dict[str, Any]) -> float:
+    return mean_of(snapshot["valid_accuracy"])
 
 
 def smoothed(snaps: list[dict[str, Any]]) -> list[float]:
@@ -85,10 +89,8 @@ def smoothed(snaps: list[dict[str, Any]]) -> list[float]:
     in step order; one at either end): the rule's score, so that one lucky draw of the small valid
     splits does not pick the step on its own."""
     means = [mean_valid(s) for s in snaps]
-    return [
-        float(sum(means[max(0, i - 1) : i + 2]) / len(means[max(0, i - 1) : i + 2]))
-        for i in range(len(means))
-    ]
+    windows = [means[max(0, i - 1) : i + 2] for i in range(len(means))]
+    return [sum(w) / len(w) for w in windows]
 
 
 def curves_section(curves: dict[str, Any], run: str) -> tuple[int, float, list[str]]:
@@ -105,7 +107,7 @@ def curves_section(curves: dict[str, Any], run: str) -> tuple[int, float, list[s
             rows.append(f"| {name} | {s['step']} | {accs} | {mean_valid(s):.3f} | {sm:.3f} |")
     for name, accs in sorted(curves.get("baselines", {}).items()):
         rows.append(f"| {name} | – | " + " | ".join(f"{accs[t]:.3f}" for t in TASKS)
-                    + f" | {sum(accs[t] for t in TASKS) / 3:.3f} | |")  # fmt: skip
+                    + f" | {mean_of(accs):.3f} | |")  # fmt: skip
     return snaps[i]["step"], score[i], rows
 
 
