@@ -366,8 +366,7 @@ def main() -> None:
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(), "mclx-bench-audio"))
     ap.add_argument("--stages", default="decode,model,mclx,cli,naive", help="comma-separated subset")
     ap.add_argument("--versus", default="", help="a second model for stages model and mclx, side by side")
-    ap.add_argument("--rounds", type=int, default=2,
-                    help="with --versus: measure A B, then B A per further round; each model's best counts")  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=2, help="with --versus: A B, then B A per further round")
     ap.add_argument("--engine", default="local", choices=["local", "ray"], help="ray: also the Ray engine")
     ap.add_argument("--ray-address", default=None, help="a running Ray cluster (default: start one here)")
     ap.add_argument("--ray-actors", type=int, default=None)
