@@ -65,6 +65,12 @@ def probe_summary(probe_dir: Path, name: str) -> dict[str, Any]:
     return out
 
 
+def _portable(path: str) -> str:
+    """``path`` with this machine's home folded to ``~``: the manifest ships with the package."""
+    home = str(Path.home())
+    return "~" + path[len(home) :] if path == home or path.startswith(home + os.sep) else path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", nargs="?", help="the encoder to bundle (omit to update `probe` only)")
@@ -100,7 +106,7 @@ def main() -> None:
             "embedding_dim": int(meta["embedding_dim"]),
             "licence": licence_text(Path(data)),
             "trained_on": {
-                "run": args.run,
+                "run": _portable(args.run),
                 "step": step,
                 "config": args.config,
                 "data": args.data,
