@@ -90,6 +90,17 @@ def _dagger(evidence: Evidence, cells: dict[str, list[str]], names: list[str]) -
     return " †" if single else ""
 
 
+def cited_pairs(reading: str) -> list[tuple[str, str]]:
+    """The differences ``(A, B)`` that ``reading``'s tokens cite, in order, each once: the tables
+    show each of them as a row, so that every claim points to a row of the paired table."""
+    out = []
+    for m in TOKEN.finditer(reading):
+        sides = MINUS.split(m.group(1).strip())
+        if len(sides) == 2:
+            out.append((sides[0].strip(), sides[1].strip()))
+    return list(dict.fromkeys(out))
+
+
 def render(reading: str, evidence: Evidence) -> str:
     """``reading`` with every token replaced by its numbers; ClaimError on the first bad one, or
     on any ``[[...]]`` that is not a token."""
@@ -100,4 +111,4 @@ def render(reading: str, evidence: Evidence) -> str:
     return TOKEN.sub(lambda m: render_token(m, evidence), reading)
 
 
-__all__ = ["ClaimError", "render", "supports"]
+__all__ = ["ClaimError", "cited_pairs", "render", "supports"]

@@ -112,7 +112,7 @@ def study_section(folder: Path) -> list[str]:
         lines += [f"![{study['title']}: the test table above, drawn]({link})", ""]
     lines += ["### Paired differences between cells (two-level: trainings and clips)", ""]
     rows = []
-    for a, b in ev.pairs():
+    for a, b in _pairs(folder, ev):
         rows.append([f"{a} − {b}", *(_interval(ev.difference(col, cells[a], cells[b]), signed=True)
                                      for col in cols)])  # fmt: skip
     lines += _table(["a − b", *(_title(col) for col in cols)], rows)
@@ -134,6 +134,18 @@ def study_section(folder: Path) -> list[str]:
     if reading.exists():
         lines += ["### Reading", "", _reading(reading, ev), ""]
     return lines
+
+
+def _pairs(folder: Path, ev: Evidence) -> list[tuple[str, str]]:
+    """The paired table's rows: the evidence's own pairs, then any other difference the reading
+    cites (each claim of the reading points to a row)."""
+    pairs = ev.pairs()
+    reading = folder / "reading.md"
+    if reading.exists():
+        cells = ev.cells()
+        cited = claims.cited_pairs(reading.read_text())
+        pairs += [p for p in cited if p not in pairs and p[0] in cells and p[1] in cells]
+    return pairs
 
 
 def _reading(path: Path, ev: Evidence) -> str:
@@ -161,11 +173,14 @@ def _costs(runs: dict[str, Any]) -> list[str]:
         rows.append([name, str(s["seed"]), budget, str(s["segments_per_example"]), f"{s['cpu_minutes']:.0f}",
                      "" if wall is None else f"{wall:.0f}", f"{s['final_loss']:.3f}", pool])  # fmt: skip
     lines = ["### Runs and their cost", ""]
-    lines += _table(["run", "seed", "steps x batch = tracks", "segments per track", "CPU minutes",
+    lines += _table(["run", "seed", "steps x batch = examples", "segments per example", "CPU minutes",
                      "wall minutes", "final loss", "pool tracks (manifest sha256)"], rows)  # fmt: skip
-    note = ("CPU minutes: user + system time of the training process; wall minutes: from its start to "
-            "its end; both sampled every 5 s by the runner from /proc and added up over every session "
-            "of the run (a resumed run counts whole). One thread per run, beside one other job.")  # fmt: skip
+    note = ("An example is the views drawn from one track or clip; with intra-track negatives a batch draws "
+            "several segment pairs from each of its tracks (the protocol table says how many), and an "
+            "example is one pair. CPU minutes: user + system time of the training process; wall "
+            "minutes: from its start to its end; both sampled every 5 s by the runner from /proc and "
+            "added up over every session of the run (a resumed run counts whole). One thread per run, "
+            "beside one other job.")  # fmt: skip
     lines += [note, ""]
     return lines
 

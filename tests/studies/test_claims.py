@@ -99,3 +99,18 @@ def test_tables_only_refuses_a_reading_its_evidence_contradicts(study: Path, cap
     err = capsys.readouterr().err
     assert "reading.md: [[weak − strong" in err and "is not above 0" in err
     assert docs.with_suffix(".md").read_text() == written  # nothing half-written
+
+
+def test_a_difference_the_reading_cites_is_a_row_of_the_paired_table(study: Path) -> None:
+    docs = study.parent
+    reading = "Weak trails MFCC ([[weak − mfcc | t linear | <]]); level: [[strong − mfcc | t map | ~]]."
+    (study / "reading.md").write_text(reading)
+    assert main(["run", "--tables-only", "--docs", str(docs)]) == 0
+    paired = docs.with_suffix(".md").read_text().split("### Paired differences")[1].split("###")[0]
+    rows = [line.split(" | ")[0].lstrip("| ") for line in paired.splitlines() if line.startswith("| ")]
+    assert rows.count("weak − mfcc") == 1 and rows.count("strong − mfcc") == 1  # not twice
+    (study / "reading.md").write_text("Strong beats weak ([[strong − weak | t linear | >]]).")
+    assert main(["run", "--tables-only", "--docs", str(docs)]) == 0
+    paired = docs.with_suffix(".md").read_text().split("### Paired differences")[1].split("###")[0]
+    # both: the evidence's own (each cell against the first, strong) and the cited one
+    assert "| weak − strong |" in paired and "| strong − weak |" in paired
