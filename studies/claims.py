@@ -10,6 +10,11 @@ its direction, which the interval must support, or the rebuild fails:
   below 0 (``<``), or cover 0 (``~``: the two are not told apart), rendered
   ``+0.043 [+0.012, +0.075]``.
 
+- ``[[RUN @ CORRUPTION | TASK HEAD]]``: a robust run's (or MFCC's) score on the corrupted test
+  clips, from ``probe/<task>.robust.json`` (`mclx probe --corrupt`), with its interval over the
+  clips; ``[[RUN @ CORRUPTION | TASK HEAD | <]]``: its paired difference from the clean clips,
+  corrupted minus clean, whose interval must support the direction as above.
+
 ``HEAD`` is ``linear`` (linear-probe accuracy) or ``map`` (cosine retrieval, MAP@10); ``A − B``
 also takes a plain hyphen with spaces around it. A number from a cell with one training so far
 carries a † (its interval covers the test clips only), as in the tables. Any other ``[[...]]`` is
@@ -20,8 +25,9 @@ outlive evidence that stops saying so.
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from studies.cells import Evidence
+from studies.cells import Evidence, name
 from studies.intervals import Interval
 
 HEADS = {"linear": ("linear", "accuracy"), "map": ("cosine", "map_at_10")}
@@ -61,6 +67,8 @@ def render_token(match: re.Match[str], evidence: Evidence) -> str:
     token = match.group(0)
     subject, column_text, direction = match.group(1), match.group(2), match.group(3)
     column = _column(column_text, token)
+    if "@" in subject:
+        return _robust(evidence, token, subject, column, direction)
     cells = evidence.cells()
     sides = MINUS.split(subject.strip())
     if len(sides) == 1:
@@ -80,6 +88,39 @@ def render_token(match: re.Match[str], evidence: Evidence) -> str:
     if not supports(iv, direction):
         raise ClaimError(f"{token}: the interval {text} is not {DIRECTIONS[direction]}")
     return text + _dagger(evidence, cells, sides)
+
+
+def _robust(
+    evidence: Evidence, token: str, subject: str, column: tuple[str, str, str], direction: str | None
+) -> str:
+    """A ``RUN @ CORRUPTION`` token: the corrupted score, or with a direction its difference from
+    clean (both from the task's robustness report; their intervals cover the test clips)."""
+    run, corruption = (part.strip() for part in subject.split("@", 1))
+    task, head, metric = column
+    report = evidence.reports.get(f"{task}.robust")
+    if report is None:
+        raise ClaimError(f"{token}: no robustness report for {task}")
+    if direction is None:
+        found = [r for r in report["results"] if _matches(r, "features", run, corruption, head, metric)]
+        if not found:
+            raise ClaimError(f"{token}: no score for {run} under {corruption!r} on {task}")
+        mean, (lo, hi) = found[0]["mean"], found[0]["ci95"]
+        return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
+    diffs = [c for c in report["comparisons"]
+             if _matches(c, "a", run, corruption, head, metric) and name(c["b"]) == run]  # fmt: skip
+    if not diffs or diffs[0]["ci95"][0] is None:
+        raise ClaimError(f"{token}: no difference from clean for {run} under {corruption!r} on {task}")
+    iv = Interval(diffs[0]["diff"], *diffs[0]["ci95"], trainings=1)
+    text = f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]"
+    if not supports(iv, direction):
+        raise ClaimError(f"{token}: the interval {text} is not {DIRECTIONS[direction]}")
+    return text
+
+
+def _matches(entry: dict[str, Any], key: str, run: str, corruption: str, head: str, metric: str) -> bool:
+    """Whether a report's result or comparison is ``run``'s under ``corruption`` for head/metric."""
+    return (name(entry[key]) == run and entry.get("corruption") == corruption
+            and (entry["head"], entry["metric"]) == (head, metric))  # fmt: skip
 
 
 def _dagger(evidence: Evidence, cells: dict[str, list[str]], names: list[str]) -> str:

@@ -114,3 +114,34 @@ def test_a_difference_the_reading_cites_is_a_row_of_the_paired_table(study: Path
     paired = docs.with_suffix(".md").read_text().split("### Paired differences")[1].split("###")[0]
     # both: the evidence's own (each cell against the first, strong) and the cited one
     assert "| weak − strong |" in paired and "| strong − weak |" in paired
+
+
+def _robust_report(study: Path) -> None:
+    """``t.robust.json`` as `mclx probe --corrupt` writes it: strong loses 0.3 under noise (an
+    interval below 0), nothing under mp3 (one covering 0)."""
+    results, comparisons = [], []
+    run = "strong-s0.safetensors"
+    scores = (("noise:0db", 0.55, [0.5, 0.6], -0.3, [-0.35, -0.25]),
+              ("mp3:32k", 0.84, [0.8, 0.88], -0.01, [-0.03, 0.01]))  # fmt: skip
+    for corruption, mean, ci, diff, dci in scores:
+        scored = {"corruption": corruption, "head": "linear", "metric": "accuracy"}
+        results.append({"features": run, **scored, "mean": mean, "ci95": ci})
+        comparisons.append({"a": run, "b": run, **scored, "diff": diff, "ci95": dci})
+    report = {"task": "t", "results": results, "comparisons": comparisons}
+    (study / "probe" / "t.robust.json").write_text(json.dumps(report))
+
+
+def test_a_robustness_token_is_the_corrupted_score_or_its_checked_drop(study: Path) -> None:
+    _robust_report(study)
+    ev = Evidence(study)
+    text = render("[[strong-s0 @ noise:0db | t linear]]; [[strong-s0 @ noise:0db | t linear | <]]; "
+                  "[[strong-s0 @ mp3:32k | t linear | ~]]", ev)  # fmt: skip
+    assert text == "0.550 [0.500, 0.600]; -0.300 [-0.350, -0.250]; -0.010 [-0.030, +0.010]"
+    with pytest.raises(ClaimError, match="is not covering 0"):
+        render("[[strong-s0 @ noise:0db | t linear | ~]]", ev)
+    with pytest.raises(ClaimError, match="is not below 0"):
+        render("[[strong-s0 @ mp3:32k | t linear | <]]", ev)
+    with pytest.raises(ClaimError, match="no score for strong-s0 under 'aac:24k'"):
+        render("[[strong-s0 @ aac:24k | t linear]]", ev)
+    with pytest.raises(ClaimError, match="no robustness report for other"):
+        render("[[strong-s0 @ noise:0db | other linear]]", ev)
