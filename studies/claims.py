@@ -110,7 +110,8 @@ def _robust(
              if _matches(c, "a", run, corruption, head, metric) and name(c["b"]) == run]  # fmt: skip
     if not diffs or diffs[0]["ci95"][0] is None:
         raise ClaimError(f"{token}: no difference from clean for {run} under {corruption!r} on {task}")
-    iv = Interval(diffs[0]["diff"], *diffs[0]["ci95"], trainings=1)
+    lo, hi = diffs[0]["ci95"]
+    iv = Interval(diffs[0]["diff"], lo, hi, trainings=1)
     text = f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]"
     if not supports(iv, direction):
         raise ClaimError(f"{token}: the interval {text} is not {DIRECTIONS[direction]}")

@@ -168,8 +168,8 @@ def refresh(study: Study, layout: Any, tasks: dict[str, Path], seeds: int) -> No
             continue
         with _cwd(here):
             out = str(layout.docs.resolve() / "probe" / f"{task}.json")
-            stores = tuple(f"{n}.h5" for n in names)
-            run_probe(ProbeSettings(task, str(directory), embeddings=stores, head="linear", seeds=seeds,
+            h5 = tuple(f"{n}.h5" for n in names)
+            run_probe(ProbeSettings(task, str(directory), embeddings=h5, head="linear", seeds=seeds,
                                     out=out, quiet=True, compare=tuple(wanted), per_clip=True))  # fmt: skip
     _robustness(study, layout, tasks, runs, seeds)
     valid_json = layout.docs / "valid.json"

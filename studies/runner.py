@@ -127,6 +127,16 @@ def lock_held(path: Path) -> bool:
     return False
 
 
+def _both(first: Callable[[int], None], then: Callable[[int], None]) -> Callable[[int], None]:
+    """A job callback that runs ``first``, then ``then``, with the same exit code."""
+
+    def call(rc: int) -> None:
+        first(rc)
+        then(rc)
+
+    return call
+
+
 class Scheduler:
     """At most ``slots`` jobs at a time, taken from the front of the queue, except that training
     never waits behind a backlog of other jobs: while no training job runs, a free slot takes the
@@ -144,8 +154,7 @@ class Scheduler:
         queued or running is not started twice: its callback runs when that one ends."""
         for other in (*self.queue, *([] if job.rerun else self.running)):
             if other.key == job.key:
-                first = other.on_done
-                other.on_done = lambda rc, a=first, b=job.on_done: (a(rc), b(rc))  # type: ignore[misc]
+                other.on_done = _both(other.on_done, job.on_done)
                 return
         self.queue.insert(len(self.queue) if at is None else at, job)
 
@@ -239,7 +248,7 @@ class StudyRunner:
     # -- what to run ------------------------------------------------------------------------
     def baseline_jobs(self) -> None:
         for features in (*self.study.baselines, REFERENCE):
-            tasks = self.study.tasks if features == REFERENCE else list(self.tasks)
+            tasks = list(self.study.tasks) if features == REFERENCE else list(self.tasks)
             self._store_jobs(features, features, tasks, front=False, then=self.refresh)
 
     def train_job(self, run: Run) -> Job | None:

@@ -52,7 +52,7 @@ def _name(features: str) -> str:
 def _result(report: dict[str, Any], features: str, head: str, metric: str) -> dict[str, Any] | None:
     for r in report["results"]:
         if _name(r["features"]) == features and r["head"] == head and r["metric"] == metric:
-            return r  # type: ignore[no-any-return]
+            return r
     return None
 
 

@@ -166,3 +166,19 @@ def test_cheapest_first_orders_runs_by_segments_per_step(
     assert costs["track-random-s1"] == 8 and costs["segment-cpc-s0"] == 8  # CPC: 4 read + 4 predicted
     assert [r.name for r in runs][:4] == ["segment-adjacent-s0", "segment-same-s0", "segment-random-s0",
                                           "segment-intra-s0"]  # fmt: skip
+
+
+def test_a_job_asked_for_twice_runs_once_and_answers_both(tmp_path: Path) -> None:
+    started: list[str] = []
+    codes: list[tuple[str, int]] = []
+    sched = Scheduler(1, lambda m: started.append(m.split(":")[0]) if "started" in m else None)
+    for caller in ("first", "second"):
+        job = Job("embed a", [sys.executable, "-c", "raise SystemExit(3)"],
+                  lambda rc, who=caller: codes.append((who, rc)))  # fmt: skip
+        sched.push(job)
+    while sched.step():
+        for job in sched.running:
+            assert job.proc is not None
+            job.proc.wait()
+    assert started == ["embed a"]
+    assert codes == [("first", 3), ("second", 3)]  # each caller's callback, in order, with the code
