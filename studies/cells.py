@@ -29,6 +29,25 @@ def name(features: str) -> str:
     return features.removesuffix(".h5").removesuffix(".safetensors")
 
 
+def _scored(entry: dict[str, Any], key: str, run: str, corruption: str, head: str, metric: str) -> bool:
+    return (name(entry[key]) == run and entry.get("corruption") == corruption
+            and (entry["head"], entry["metric"]) == (head, metric))  # fmt: skip
+
+
+def corrupted(
+    report: dict[str, Any], run: str, corruption: str, head: str, metric: str
+) -> dict[str, Any] | None:
+    """A robustness report's (`mclx probe --corrupt`) result of ``run`` under ``corruption``."""
+    return next((r for r in report["results"] if _scored(r, "features", run, corruption, head, metric)), None)
+
+
+def drop(report: dict[str, Any], run: str, corruption: str, head: str, metric: str) -> dict[str, Any] | None:
+    """The same report's paired difference of ``run`` under ``corruption`` from ``run`` on clean
+    clips (``diff``, ``ci95``; the interval over the clips)."""
+    found = (c for c in report["comparisons"] if _scored(c, "a", run, corruption, head, metric))
+    return next((c for c in found if name(c["b"]) == run), None)
+
+
 class Evidence:
     """One study's folder (``docs/studies/<study>``), read once."""
 

@@ -25,9 +25,8 @@ outlive evidence that stops saying so.
 from __future__ import annotations
 
 import re
-from typing import Any
 
-from studies.cells import Evidence, name
+from studies.cells import Evidence, corrupted, drop
 from studies.intervals import Interval
 
 HEADS = {"linear": ("linear", "accuracy"), "map": ("cosine", "map_at_10")}
@@ -101,27 +100,20 @@ def _robust(
     if report is None:
         raise ClaimError(f"{token}: no robustness report for {task}")
     if direction is None:
-        found = [r for r in report["results"] if _matches(r, "features", run, corruption, head, metric)]
-        if not found:
+        found = corrupted(report, run, corruption, head, metric)
+        if found is None:
             raise ClaimError(f"{token}: no score for {run} under {corruption!r} on {task}")
-        mean, (lo, hi) = found[0]["mean"], found[0]["ci95"]
+        mean, (lo, hi) = found["mean"], found["ci95"]
         return f"{mean:.3f} [{lo:.3f}, {hi:.3f}]"
-    diffs = [c for c in report["comparisons"]
-             if _matches(c, "a", run, corruption, head, metric) and name(c["b"]) == run]  # fmt: skip
-    if not diffs or diffs[0]["ci95"][0] is None:
+    diff = drop(report, run, corruption, head, metric)
+    if diff is None or diff["ci95"][0] is None:
         raise ClaimError(f"{token}: no difference from clean for {run} under {corruption!r} on {task}")
-    lo, hi = diffs[0]["ci95"]
-    iv = Interval(diffs[0]["diff"], lo, hi, trainings=1)
+    lo, hi = diff["ci95"]
+    iv = Interval(diff["diff"], lo, hi, trainings=1)
     text = f"{iv.mean:+.3f} [{iv.lo:+.3f}, {iv.hi:+.3f}]"
     if not supports(iv, direction):
         raise ClaimError(f"{token}: the interval {text} is not {DIRECTIONS[direction]}")
     return text
-
-
-def _matches(entry: dict[str, Any], key: str, run: str, corruption: str, head: str, metric: str) -> bool:
-    """Whether a report's result or comparison is ``run``'s under ``corruption`` for head/metric."""
-    return (name(entry[key]) == run and entry.get("corruption") == corruption
-            and (entry["head"], entry["metric"]) == (head, metric))  # fmt: skip
 
 
 def _dagger(evidence: Evidence, cells: dict[str, list[str]], names: list[str]) -> str:

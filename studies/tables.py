@@ -11,13 +11,12 @@ not all finished says which are missing.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from mclx.probe.report import cell
 from studies import claims
-from studies.cells import Evidence
+from studies.cells import Evidence, corrupted, drop, load, name
 from studies.figures import FIGURE
 from studies.intervals import Interval
 from studies.spec import REFERENCE
@@ -41,17 +40,9 @@ history up to commit 990b333.
 """
 
 
-def _load(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
-def _name(features: str) -> str:
-    return features.removesuffix(".h5").removesuffix(".safetensors")
-
-
 def _result(report: dict[str, Any], features: str, head: str, metric: str) -> dict[str, Any] | None:
     for r in report["results"]:
-        if _name(r["features"]) == features and r["head"] == head and r["metric"] == metric:
+        if name(r["features"]) == features and r["head"] == head and r["metric"] == metric:
             return r
     return None
 
@@ -166,11 +157,11 @@ def check_readings(docs: Path) -> None:
 
 def _costs(runs: dict[str, Any]) -> list[str]:
     rows = []
-    for name, s in runs.items():
+    for run, s in runs.items():
         budget = f"{s['steps']} x {s['batch_size']} = {s['examples']:,}"
         wall = s.get("train_wall_minutes")
         pool = f"{s.get('pool_tracks', '?')} ({s.get('pool_manifest_sha256', '')[:8]})"
-        rows.append([name, str(s["seed"]), budget, str(s["segments_per_example"]), f"{s['cpu_minutes']:.0f}",
+        rows.append([run, str(s["seed"]), budget, str(s["segments_per_example"]), f"{s['cpu_minutes']:.0f}",
                      "" if wall is None else f"{wall:.0f}", f"{s['final_loss']:.3f}", pool])  # fmt: skip
     lines = ["### Runs and their cost", ""]
     lines += _table(["run", "seed", "steps x batch = examples", "segments per example", "CPU minutes",
@@ -194,7 +185,7 @@ def _extra_sections(study: dict[str, Any], reports: dict[str, Any]) -> list[str]
         rows = []
         for r in reports[task]["results"]:
             if r["metric"] == "r2":
-                rows.append([_name(r["features"]), cell(r)])
+                rows.append([name(r["features"]), cell(r)])
         lines += _table(["features", "r² [95% CI]"], rows)
     for task in study["tasks"]:
         report = reports.get(f"{task}.robust")
@@ -204,17 +195,14 @@ def _extra_sections(study: dict[str, Any], reports: dict[str, Any]) -> list[str]
                   "", "Linear accuracy on the test split (the first training of each robust cell): clean, "
                   "then each corruption as its mean and its paired difference from clean "
                   "(same clips and seeds).", ""]  # fmt: skip
-        features = list(dict.fromkeys(_name(r["features"]) for r in report["results"]))
+        features = list(dict.fromkeys(name(r["features"]) for r in report["results"]))
         corruptions = list(dict.fromkeys(r["corruption"] for r in report["results"] if "corruption" in r))
         rows = []
         for c in corruptions:
             row = [c]
             for f in features:
-                r = next((x for x in report["results"] if _name(x["features"]) == f and
-                          x.get("corruption") == c and x["head"] == "linear" and x["metric"] == "accuracy"),
-                         None)  # fmt: skip
-                d = next((x for x in report["comparisons"] if _name(x["a"]) == f and x.get("corruption") == c
-                          and x["head"] == "linear" and x["metric"] == "accuracy"), None)  # fmt: skip
+                r = corrupted(report, f, c, "linear", "accuracy")
+                d = drop(report, f, c, "linear", "accuracy")
                 text = "" if r is None else f"{r['mean']:.3f}"
                 if d is not None and d["ci95"][0] is not None:
                     lo, hi = d["ci95"]
@@ -236,7 +224,7 @@ def _validation(folder: Path, cells: dict[str, list[str]]) -> list[str]:
     path = folder / "valid.json"
     if not path.exists():
         return []
-    valid = _load(path)
+    valid = load(path)
     tasks = sorted({t for v in valid.values() for t in v})
     lines = ["### Validation splits (linear accuracy, mean over trainings; chooses, never the test splits)",
              ""]  # fmt: skip
