@@ -29,15 +29,18 @@ def name(features: str) -> str:
     return features.removesuffix(".h5").removesuffix(".safetensors")
 
 
-def _scored(entry: dict[str, Any], key: str, run: str, corruption: str, head: str, metric: str) -> bool:
+def _scored(
+    entry: dict[str, Any], key: str, run: str, corruption: str | None, head: str, metric: str
+) -> bool:
     return (name(entry[key]) == run and entry.get("corruption") == corruption
             and (entry["head"], entry["metric"]) == (head, metric))  # fmt: skip
 
 
-def corrupted(
-    report: dict[str, Any], run: str, corruption: str, head: str, metric: str
+def result(
+    report: dict[str, Any], run: str, head: str, metric: str, corruption: str | None = None
 ) -> dict[str, Any] | None:
-    """A robustness report's (`mclx probe --corrupt`) result of ``run`` under ``corruption``."""
+    """A probe report's result of ``run``: on clean clips, or under ``corruption`` in a robustness
+    report (`mclx probe --corrupt`), whose clean and corrupted rows share a feature set."""
     return next((r for r in report["results"] if _scored(r, "features", run, corruption, head, metric)), None)
 
 

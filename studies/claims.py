@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 
-from studies.cells import Evidence, corrupted, drop
+from studies.cells import Evidence, drop, result
 from studies.intervals import Interval
 
 HEADS = {"linear": ("linear", "accuracy"), "map": ("cosine", "map_at_10")}
@@ -100,7 +100,7 @@ def _robust(
     if report is None:
         raise ClaimError(f"{token}: no robustness report for {task}")
     if direction is None:
-        found = corrupted(report, run, corruption, head, metric)
+        found = result(report, run, head, metric, corruption)
         if found is None:
             raise ClaimError(f"{token}: no score for {run} under {corruption!r} on {task}")
         mean, (lo, hi) = found["mean"], found["ci95"]

@@ -16,7 +16,7 @@ from typing import Any
 
 from mclx.probe.report import cell
 from studies import claims
-from studies.cells import Evidence, corrupted, drop, load, name
+from studies.cells import Evidence, drop, load, name, result
 from studies.figures import FIGURE
 from studies.intervals import Interval
 from studies.spec import REFERENCE
@@ -38,13 +38,6 @@ independently. `*`: the interval excludes 0. The first edition (a pool that held
 valid and test clips' source tracks, one training for most cells) is withdrawn; it is in the git
 history up to commit 990b333.
 """
-
-
-def _result(report: dict[str, Any], features: str, head: str, metric: str) -> dict[str, Any] | None:
-    for r in report["results"]:
-        if name(r["features"]) == features and r["head"] == head and r["metric"] == metric:
-            return r
-    return None
 
 
 def _row(cells: list[str]) -> str:
@@ -115,7 +108,7 @@ def study_section(folder: Path) -> list[str]:
         for run in members:
             row = [run]
             for task, head, metric in cols:
-                r = _result(reports[task], run, head, metric)
+                r = result(reports[task], run, head, metric)
                 row.append(cell(r) if r else "")
             rows.append(row)
     lines += _table(["run", *(_title(col) for col in cols)], rows)
@@ -201,7 +194,7 @@ def _extra_sections(study: dict[str, Any], reports: dict[str, Any]) -> list[str]
         for c in corruptions:
             row = [c]
             for f in features:
-                r = corrupted(report, f, c, "linear", "accuracy")
+                r = result(report, f, "linear", "accuracy", c)
                 d = drop(report, f, c, "linear", "accuracy")
                 text = "" if r is None else f"{r['mean']:.3f}"
                 if d is not None and d["ci95"][0] is not None:
@@ -212,7 +205,7 @@ def _extra_sections(study: dict[str, Any], reports: dict[str, Any]) -> list[str]
             rows.append(row)
         clean = ["clean"]
         for f in features:
-            r = _result(report, f, "linear", "accuracy")
+            r = result(report, f, "linear", "accuracy")
             clean.append(cell(r) if r else "")
         lines += _table(["corruption", *features], [clean, *rows])
     return lines

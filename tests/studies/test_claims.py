@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from studies.__main__ import main
-from studies.cells import Evidence
+from studies.cells import Evidence, result
 from studies.claims import ClaimError, render
 
 N = 120  # test clips
@@ -145,3 +145,13 @@ def test_a_robustness_token_is_the_corrupted_score_or_its_checked_drop(study: Pa
         render("[[strong-s0 @ aac:24k | t linear]]", ev)
     with pytest.raises(ClaimError, match="no robustness report for other"):
         render("[[strong-s0 @ noise:0db | other linear]]", ev)
+
+
+def test_a_clean_lookup_never_takes_a_corrupted_row_listed_first(study: Path) -> None:
+    _robust_report(study)
+    report = json.loads((study / "probe" / "t.robust.json").read_text())
+    clean = {"features": "strong-s0.safetensors", "head": "linear", "metric": "accuracy", "mean": 0.85}
+    report["results"].append(clean)  # after the corrupted rows sharing its feature set
+    assert result(report, "strong-s0", "linear", "accuracy") == clean
+    assert result(report, "strong-s0", "linear", "accuracy", "noise:0db")["mean"] == 0.55  # type: ignore[index]
+    assert result(report, "strong-s0", "linear", "map@10") is None
