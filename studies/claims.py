@@ -15,6 +15,10 @@ its direction, which the interval must support, or the rebuild fails:
   clips; ``[[RUN @ CORRUPTION | TASK HEAD | <]]``: its paired difference from the clean clips,
   corrupted minus clean, whose interval must support the direction as above.
 
+- ``[[CELL, CELL ... | cpu minutes]]`` (or ``wall minutes``): the range over the trainings of the
+  named cells of the cost the run table shows, rounded as there (``43 to 46``; ``43`` when they
+  agree), so that a cost quoted in prose is the table's.
+
 ``HEAD`` is ``linear`` (linear-probe accuracy) or ``map`` (cosine retrieval, MAP@10); ``A − B``
 also takes a plain hyphen with spaces around it. A number from a cell with one training so far
 carries a † (its interval covers the test clips only), as in the tables. Any other ``[[...]]`` is
@@ -34,6 +38,8 @@ TOKEN = re.compile(r"\[\[([^\]|]+)\|([^\]|]+)(?:\|\s*([<>~])\s*)?\]\]")
 ANY = re.compile(r"\[\[.*?\]\]", re.DOTALL)
 MINUS = re.compile(r"\s+[−-]\s+")
 DIRECTIONS = {">": "above 0", "<": "below 0", "~": "covering 0"}
+FORMS = "'[[CELL | TASK HEAD]]', '[[A − B | TASK HEAD | >, < or ~]]', '[[CELL, ... | cpu minutes]]'"
+COSTS = {"cpu minutes": "cpu_minutes", "wall minutes": "train_wall_minutes"}
 
 
 class ClaimError(ValueError):
@@ -65,6 +71,10 @@ def _members(cells: dict[str, list[str]], cell: str, token: str) -> list[str]:
 def render_token(match: re.Match[str], evidence: Evidence) -> str:
     token = match.group(0)
     subject, column_text, direction = match.group(1), match.group(2), match.group(3)
+    if column_text.strip() in COSTS:
+        if direction:
+            raise ClaimError(f"{token}: a cost takes no direction")
+        return _cost(evidence, token, subject, COSTS[column_text.strip()])
     column = _column(column_text, token)
     if "@" in subject:
         return _robust(evidence, token, subject, column, direction)
@@ -87,6 +97,23 @@ def render_token(match: re.Match[str], evidence: Evidence) -> str:
     if not supports(iv, direction):
         raise ClaimError(f"{token}: the interval {text} is not {DIRECTIONS[direction]}")
     return text + _dagger(evidence, cells, sides)
+
+
+def _cost(evidence: Evidence, token: str, subject: str, key: str) -> str:
+    """A cost token: the range of ``key`` over the trainings of the comma-separated cells."""
+    cells = evidence.cells()
+    baselines = evidence.study["baselines"]
+    runs = []
+    for cell in (part.strip() for part in subject.split(",")):
+        if cell in baselines:
+            raise ClaimError(f"{token}: {cell} is a baseline, it has no training cost")
+        runs += _members(cells, cell, token)
+    found = [evidence.summaries[run].get(key) for run in runs]
+    values = [float(v) for v in found if v is not None]
+    if len(values) < len(found):
+        raise ClaimError(f"{token}: a run of {subject.strip()!r} has no {key} in its summary")
+    lo, hi = f"{min(values):.0f}", f"{max(values):.0f}"
+    return lo if lo == hi else f"{lo} to {hi}"
 
 
 def _robust(
@@ -140,8 +167,7 @@ def render(reading: str, evidence: Evidence) -> str:
     on any ``[[...]]`` that is not a token."""
     for found in ANY.finditer(reading):
         if not TOKEN.fullmatch(found.group(0)):
-            raise ClaimError(f"{found.group(0)}: not a token ('[[CELL | TASK HEAD]]' or "
-                             "'[[A − B | TASK HEAD | >, < or ~]]')")  # fmt: skip
+            raise ClaimError(f"{found.group(0)}: not a token ({FORMS})")
     return TOKEN.sub(lambda m: render_token(m, evidence), reading)
 
 

@@ -67,6 +67,15 @@ def test_a_cell_with_one_training_is_marked(study: Path) -> None:
     assert first.endswith(" †") and second.endswith(" †") and not third.endswith("†")
 
 
+def test_a_cost_token_is_the_run_tables_range(study: Path) -> None:
+    for run, minutes in {"strong-s0": 43.4, "strong-s1": 45.6, "weak-s0": 12.5, "weak-s1": 12.4}.items():
+        path = study / "runs" / run / "summary.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), "cpu_minutes": minutes}))
+    ev = Evidence(study)
+    text = render("[[strong | cpu minutes]]; [[weak | cpu minutes]]; [[weak, strong | cpu minutes]]", ev)
+    assert text == "43 to 46; 12; 12 to 46"  # rounded as the run table shows them (12.5 -> 12)
+
+
 @pytest.mark.parametrize(
     ("token", "message"),
     [
@@ -81,6 +90,9 @@ def test_a_cell_with_one_training_is_marked(study: Path) -> None:
         ("[[strong − weak | t linear | >=]]", "not a token"),
         ("[[strong]]", "not a token"),
         ("[[strong − weak | t linear | > | more]]", "not a token"),
+        ("[[strong | cpu minutes | >]]", "a cost takes no direction"),
+        ("[[strong, mfcc | cpu minutes]]", "mfcc is a baseline"),
+        ("[[strong | wall minutes]]", "has no train_wall_minutes"),
     ],
 )
 def test_an_unsupported_or_unknown_claim_is_an_error(study: Path, token: str, message: str) -> None:
