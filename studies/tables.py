@@ -11,6 +11,7 @@ not all finished says which are missing.
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +27,18 @@ HEADER = """# Studies: the seed papers rerun with mclx (second edition)
 Produced by `python -m studies run choi semisupcon` (`studies/`, one TOML per study, one `mclx
 train` config per cell) on the development corpus (`../shared/data`), and rebuilt from
 `docs/studies/` alone by `python -m studies run --tables-only`. Every cell: mclx-base's small mel
-CNN, the same budget (steps x batch tracks), trained on a 2-core CPU, one thread per run; every run
-records the pretraining pool it saw (the clean 60-game pool: its manifest's sha256 and track
-count). Probes: the test splits, a linear head (L2 chosen on the valid split) and cosine retrieval.
-A cell is trained several times (training seeds); its score is the mean over its trainings, and
-its 95% interval is a two-level percentile bootstrap that redraws the trainings, then the test
-clips (the same clips for every training), so it covers both the training seed and the test set.
-A cell with one training so far (marked †) has an interval over the clips only. Differences
-between cells are paired on the clips (one clip draw for both) and redraw each cell's trainings
-independently. `*`: the interval excludes 0. The first edition (a pool that held the gamesrc
-valid and test clips' source tracks, one training for most cells) is withdrawn; it is in the git
-history up to commit 990b333.
+CNN, the same budget (steps x batch examples, the run table says what an example is), trained on a
+2-core CPU, one thread per run; every run records the corpus it was built from (the clean 60-game
+pool: its manifest's sha256 and track count), and the run table says what it drew its audio from
+(the pool, labelled clips, or both). Probes: the test splits, a linear head (L2 chosen on the valid
+split) and cosine retrieval. A cell is trained several times (training seeds); its score is the
+mean over its trainings, and its 95% interval is a two-level percentile bootstrap that redraws the
+trainings, then the test clips (the same clips for every training), so it covers both the training
+seed and the test set. A cell with one training so far (marked †) has an interval over the clips
+only. Differences between cells are paired on the clips (one clip draw for both) and redraw each
+cell's trainings independently. `*`: the interval excludes 0. The first edition (a pool that held
+the gamesrc valid and test clips' source tracks, one training for most cells) is withdrawn; it is
+in the git history up to commit 990b333.
 """
 
 
@@ -80,7 +82,7 @@ def study_section(folder: Path) -> list[str]:
     protocol = folder / "protocol.md"
     if protocol.exists():
         lines += ["### How this differs from the paper", "", protocol.read_text().strip(), ""]
-    lines += _costs(runs)
+    lines += _costs(runs, folder)
     cols = ev.columns()
     cells = ev.cells()
     labels = ev.labels()
@@ -148,17 +150,35 @@ def check_readings(docs: Path) -> None:
             _reading(folder / "reading.md", Evidence(folder))
 
 
-def _costs(runs: dict[str, Any]) -> list[str]:
+def _sources(summary: dict[str, Any], config: Path) -> str:
+    """What a run trained on, from its resolved config's ``data.audio``: the pool (its track count
+    and manifest sha256, as its summary records them) and any clip lists (with the split read)."""
+    pool = f"pool {summary.get('pool_tracks', '?')} ({summary.get('pool_manifest_sha256', '')[:8]})"
+    if not config.exists():
+        return pool
+    data = tomllib.loads(config.read_text())["data"]
+    out = []
+    for source in data["audio"]:
+        path = Path(source)
+        if path.parent.name == "music":
+            out.append(pool)
+        else:
+            out.append(f"{path.parent.name} {data.get('split') or 'all'} clips")
+    return " + ".join(out) if pool in out else " + ".join(out) + " only"
+
+
+def _costs(runs: dict[str, Any], folder: Path) -> list[str]:
     rows = []
     for run, s in runs.items():
         budget = f"{s['steps']} x {s['batch_size']} = {s['examples']:,}"
         wall = s.get("train_wall_minutes")
-        pool = f"{s.get('pool_tracks', '?')} ({s.get('pool_manifest_sha256', '')[:8]})"
+        source = _sources(s, folder / "runs" / run / "config.toml")
         rows.append([run, str(s["seed"]), budget, str(s["segments_per_example"]), f"{s['cpu_minutes']:.0f}",
-                     "" if wall is None else f"{wall:.0f}", f"{s['final_loss']:.3f}", pool])  # fmt: skip
+                     "" if wall is None else f"{wall:.0f}", f"{s['final_loss']:.3f}", source])  # fmt: skip
     lines = ["### Runs and their cost", ""]
-    lines += _table(["run", "seed", "steps x batch = examples", "segments per example", "CPU minutes",
-                     "wall minutes", "final loss", "pool tracks (manifest sha256)"], rows)  # fmt: skip
+    header = ["run", "seed", "steps x batch = examples", "segments per example", "CPU minutes",
+              "wall minutes", "final loss", "trained on (pool: tracks, manifest sha256)"]  # fmt: skip
+    lines += _table(header, rows)
     note = ("An example is the views drawn from one track or clip; with intra-track negatives a batch draws "
             "several segment pairs from each of its tracks (the protocol table says how many), and an "
             "example is one pair. CPU minutes: user + system time of the training process; wall "

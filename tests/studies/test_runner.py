@@ -51,6 +51,13 @@ def test_smoke_runs_both_studies_and_tables_rebuild(mini_corpus: Path, tmp_path:
     assert {r.get("corruption") for r in robust["results"]} >= {None, "noise:0db", "reverb:1"}
     text = (tmp_path / "docs" / "studies.md").read_text()
     assert "## Choi et al." in text and "## SemiSupCon" in text and "Robustness" in text
+    # The run table says what each run drew its audio from, read from its resolved config.
+    costs = [part.split("###")[0] for part in text.split("### Runs and their cost")[1:]]
+    rows = {line.split(" | ")[0].lstrip("| "): line.rstrip(" |").split(" | ")[-1]
+            for table in costs for line in table.splitlines() if line.startswith("| ")}  # fmt: skip
+    assert rows["supervised-s0"] == "gamesrc train clips only"
+    assert rows["ssl-s0"].startswith("pool 6 (") and rows["ssl-s0"].endswith(") + gamesrc train clips")
+    assert rows["segment-adjacent-s0"].startswith("pool 6 (") and "+" not in rows["segment-adjacent-s0"]
     for study in ("choi", "semisupcon"):  # each table drawn (matplotlib is in the test install)
         assert (docs / study / "figure.png").read_bytes().startswith(b"\x89PNG")
         assert f"](studies/{study}/figure.png)" in text
