@@ -42,6 +42,11 @@ FORMS = "'[[CELL | TASK HEAD]]', '[[A − B | TASK HEAD | >, < or ~]]', '[[CELL,
 COSTS = {"cpu minutes": "cpu_minutes", "wall minutes": "train_wall_minutes"}
 
 
+def minutes(value: float) -> str:
+    """A cost in minutes as the run table shows it, and as a cost token quotes it."""
+    return f"{value:.0f}"
+
+
 class ClaimError(ValueError):
     """A reading's token that names nothing in the evidence, or whose interval does not support it."""
 
@@ -112,7 +117,7 @@ def _cost(evidence: Evidence, token: str, subject: str, key: str) -> str:
     values = [float(v) for v in found if v is not None]
     if len(values) < len(found):
         raise ClaimError(f"{token}: a run of {subject.strip()!r} has no {key} in its summary")
-    lo, hi = f"{min(values):.0f}", f"{max(values):.0f}"
+    lo, hi = minutes(min(values)), minutes(max(values))
     return lo if lo == hi else f"{lo} to {hi}"
 
 

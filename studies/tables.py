@@ -173,8 +173,9 @@ def _costs(runs: dict[str, Any], folder: Path) -> list[str]:
         budget = f"{s['steps']} x {s['batch_size']} = {s['examples']:,}"
         wall = s.get("train_wall_minutes")
         source = _sources(s, folder / "runs" / run / "config.toml")
-        rows.append([run, str(s["seed"]), budget, str(s["segments_per_example"]), f"{s['cpu_minutes']:.0f}",
-                     "" if wall is None else f"{wall:.0f}", f"{s['final_loss']:.3f}", source])  # fmt: skip
+        cpu, wall_text = claims.minutes(s["cpu_minutes"]), "" if wall is None else claims.minutes(wall)
+        rows.append([run, str(s["seed"]), budget, str(s["segments_per_example"]), cpu, wall_text,
+                     f"{s['final_loss']:.3f}", source])  # fmt: skip
     lines = ["### Runs and their cost", ""]
     header = ["run", "seed", "steps x batch = examples", "segments per example", "CPU minutes",
               "wall minutes", "final loss", "trained on (pool: tracks, manifest sha256)"]  # fmt: skip
