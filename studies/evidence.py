@@ -1,9 +1,10 @@
 """What a study commits: each run's config, metrics, encoder and cost, and the probes of all runs.
 
 ``DOCS/<study>/runs/<run>/``: ``config.toml`` (resolved), ``metrics.jsonl``,
-``encoder.safetensors``, ``summary.json`` (steps, batch, examples seen, CPU and wall minutes of
-every session of the run, and the pool it was trained on: the sha256 and track count of
-``$MCLX_DATA/music/manifest.csv``).
+``encoder.safetensors`` (kept beside the evidence for a later restore, never committed: git
+ignores it, weights belong in the repository only when bundled), ``summary.json`` (steps,
+batch, examples seen, CPU and wall minutes of every session of the run, and the pool it was
+trained on: the sha256 and track count of ``$MCLX_DATA/music/manifest.csv``).
 ``DOCS/<study>/probe/<task>.json``: one `mclx probe --per-clip` over every finished run and the
 baselines (test split, linear head and cosine retrieval, the same seeds and clips for all, so
 every comparison is paired; each test clip's score kept, so that the tables can resample
@@ -66,9 +67,10 @@ def keep_run(study: Study, run: Run, layout: Any) -> None:
 def restore_run(run: Run, layout: Any) -> bool:
     """A run directory rebuilt from the run's committed evidence, so that a runner on another
     machine (or after the run directories were lost) embeds and probes it again without
-    training it again. False when there is no evidence of this run."""
+    training it again. False when there is no evidence of this run, or no encoder beside it (a
+    fresh clone: git does not hold the encoders), so that the run is trained again."""
     src, dst = layout.docs / "runs" / run.name, layout.run_dir(run)
-    if not (src / "summary.json").exists() or (dst / "done.json").exists():
+    if not all((src / n).exists() for n in ("summary.json", *KEPT)) or (dst / "done.json").exists():
         return False
     summary = json.loads((src / "summary.json").read_text())
     dst.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,9 @@ def test_run_restored_from_evidence_is_not_trained_or_rewritten(tmp_path: Path) 
         (kept / name).write_bytes(name.encode())
     summary = {"steps": 400, "cpu_minutes": 12.5, "final_loss": 1.0}
     (kept / "summary.json").write_text(json.dumps(summary))
+    (kept / "encoder.safetensors").rename(kept / "elsewhere")
+    assert not evidence.restore_run(run, layout)  # a clone without the encoder: trained again
+    (kept / "elsewhere").rename(kept / "encoder.safetensors")
     assert evidence.restore_run(run, layout)
     d = layout.run_dir(run)
     assert all((d / n).read_bytes() == n.encode() for n in evidence.KEPT)
