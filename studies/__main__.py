@@ -1,11 +1,14 @@
 """python -m studies run STUDY... [--smoke] [--tables-only] [--runs DIR] [--docs DIR] [--data DIR]
+   python -m studies join STUDY --from DIR [--docs DIR]
 
 Trains every run of the studies (two at a time, one thread each), embeds the probe tasks with
 each trained encoder, probes them against the baselines and writes the evidence to
 ``docs/studies/<study>/`` and the tables to ``docs/studies.md``. Killed at any point, the same
 command carries on. ``--tables-only`` rebuilds docs/studies.md (and with matplotlib each study's
 figure.png) from docs/studies/ alone; ``--smoke`` runs every cell for a few steps (runs and
-evidence under --runs, docs untouched).
+evidence under --runs, docs untouched). ``join`` adds the evidence another runner wrote (its
+``--docs`` folder, e.g. from another machine) for runs missing here, probed there: the reports'
+shared feature sets must score alike to the last digit (studies/join.py).
 """
 
 from __future__ import annotations
@@ -47,9 +50,15 @@ def main(argv: list[str] | None = None) -> int:
     again.add_argument("--docs", required=True)
     again.add_argument("--data", required=True)
     again.add_argument("--seeds", type=int, default=5)
+    join = sub.add_parser("join", help="add another runner's evidence of runs missing here")
+    join.add_argument("study")
+    join.add_argument("--from", dest="source", required=True, help="the other runner's --docs folder")
+    join.add_argument("--docs", default="", help="evidence folder (default docs/studies of the repository)")
     args = ap.parse_args(argv)
     if args.command == "refresh":
         return refresh(args)
+    if args.command == "join":
+        return join_evidence(args)
     runs = Path(args.runs or ("~/mclx-runs-smoke" if args.smoke else "~/mclx-runs")).expanduser()
     docs = (
         Path(args.docs)
@@ -86,6 +95,27 @@ def main(argv: list[str] | None = None) -> int:
         cheapest_first=args.cheapest_first,
     )
     return run_studies(studies, runs, docs, Path(args.data).expanduser().resolve(), settings)
+
+
+def join_evidence(args: argparse.Namespace) -> int:
+    """Joins ``--from``'s evidence of one study into ``--docs`` (all or nothing); then rebuild the
+    tables with ``run --tables-only``."""
+    from studies.join import JoinError, join_study
+
+    docs = Path(args.docs) if args.docs else REPO / "docs" / "studies"
+    into, other = docs / args.study, Path(args.source) / args.study
+    for folder in (into, other):
+        if not (folder / "study.json").exists():
+            print(f"python -m studies: {folder}: no study evidence (study.json) there", file=sys.stderr)
+            return 2
+    try:
+        joined = join_study(into, other)
+    except JoinError as exc:
+        print(f"python -m studies: join: {exc}; nothing joined", file=sys.stderr)
+        return 1
+    for line in joined or ["nothing new"]:
+        print(f"joined {line}", file=sys.stderr)
+    return 0
 
 
 def refresh(args: argparse.Namespace) -> int:
