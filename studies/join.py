@@ -19,7 +19,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from studies.cells import name
+from mclx.probe.report import write_json
+from studies.cells import load, name
 
 # What two probe reports of one task must share to be joined (``data`` and ``device`` may differ).
 SAME = ("task", "layout", "kind", "splits", "seeds", "evaluation", "folds", "heads", "retrieval",
@@ -28,14 +29,6 @@ SAME = ("task", "layout", "kind", "splits", "seeds", "evaluation", "folds", "hea
 
 class JoinError(Exception):
     """Two folders' evidence disagrees: nothing was joined."""
-
-
-def _load(path: Path) -> Any:
-    return json.loads(path.read_text())
-
-
-def _dump(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=1) + "\n")
 
 
 def join_report(into: dict[str, Any], other: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -59,17 +52,17 @@ def join_report(into: dict[str, Any], other: dict[str, Any]) -> tuple[dict[str, 
         ours, theirs = rows(into, key, shared), rows(other, key, shared)
         if sorted(map(_text, ours)) != sorted(map(_text, theirs)):
             raise JoinError(f"probe {task}: the {key} of {', '.join(sorted(map(name, shared)))} differ")
-    both = {_cmp(c) for c in into["comparisons"]}
+    compared = {_cmp(c): c for c in into["comparisons"]}
     for c in other["comparisons"]:
-        same = [d for d in into["comparisons"] if _cmp(d) == _cmp(c)]
-        if same and same[0] != c:
+        if compared.get(_cmp(c), c) != c:
             raise JoinError(f"probe {task}: the comparison {c['a']} - {c['b']} ({c['metric']}) differs")
+    unseen = [c for c in other["comparisons"] if _cmp(c) not in compared]
     fresh = set(new)
     joined = dict(into)
     joined["features"] = [*into["features"], *(f for f in other["features"] if f["name"] in fresh)]
     for key in ("results", "hyperparameters"):
         joined[key] = [*into[key], *rows(other, key, fresh)]
-    joined["comparisons"] = [*into["comparisons"], *(c for c in other["comparisons"] if _cmp(c) not in both)]
+    joined["comparisons"] = [*into["comparisons"], *unseen]
     parts = [p for p in other["aggregation"].split("; ") if p.split(":", 1)[0] in fresh]
     joined["aggregation"] = "; ".join([into["aggregation"], *parts]) if parts else into["aggregation"]
     for key in ("warnings", "failed"):
@@ -88,9 +81,9 @@ def _cmp(c: dict[str, Any]) -> tuple[str, str, str, str, str]:
 def join_study(into: Path, other: Path) -> list[str]:
     """Joins ``other`` (a study's evidence folder) into ``into``; returns what joined, one line each.
     Runs and validation entries are joined only for runs that ``into``'s study.json names."""
-    study = _load(into / "study.json")
+    study = load(into / "study.json")
     runs = set(study["runs"])
-    plan: list[tuple[Path, Any]] = []  # (file, new content): written only once every check passed
+    plan: list[tuple[Path, Any]] = []  # (probe report, new content): written once every check passed
     copies: list[tuple[Path, Path]] = []
     said: list[str] = []
     for src in sorted((other / "runs").glob("*")) if (other / "runs").exists() else []:
@@ -98,7 +91,7 @@ def join_study(into: Path, other: Path) -> list[str]:
         if src.name not in runs:
             raise JoinError(f"run {src.name}: not a run of {study['title']!r}")
         if (dst / "summary.json").exists():
-            if _load(dst / "summary.json") != _load(src / "summary.json"):
+            if load(dst / "summary.json") != load(src / "summary.json"):
                 raise JoinError(f"run {src.name}: both folders hold it, with different summaries")
             continue
         copies.append((src, dst))
@@ -107,27 +100,30 @@ def join_study(into: Path, other: Path) -> list[str]:
         target = into / "probe" / path.name
         if not target.exists():
             raise JoinError(f"probe {path.name}: this folder has no such report to grow")
-        joined, new = join_report(_load(target), _load(path))
+        joined, new = join_report(load(target), load(path))
         unknown = [n for n in new if name(n) not in runs]
         if unknown:
             raise JoinError(f"probe {path.name}: {', '.join(unknown)} is not a run of this study")
         if new:
             plan.append((target, joined))
             said.append(f"probe {path.stem}: {', '.join(map(name, new))}")
+    valid: dict[str, Any] | None = None
     if (other / "valid.json").exists():
-        ours, theirs = _load(into / "valid.json"), _load(other / "valid.json")
+        ours, theirs = load(into / "valid.json"), load(other / "valid.json")
         for key in ours.keys() & theirs.keys():
             if ours[key] != theirs[key]:
                 raise JoinError(f"valid.json: {key} differs ({ours[key]} vs {theirs[key]})")
         added = {k: v for k, v in theirs.items() if k in runs and k not in ours}
         if added:
-            plan.append((into / "valid.json", {**ours, **added}))
+            valid = {**ours, **added}
             said.append(f"valid: {', '.join(sorted(added))}")
         left = sorted(theirs.keys() - ours.keys() - runs)
         if left:
             said.append(f"valid: left out {', '.join(left)} (neither a run of this study nor here)")
     for src, dst in copies:
         shutil.copytree(src, dst)
-    for target, value in plan:
-        _dump(target, value)
+    for target, report in plan:
+        write_json(report, str(target))
+    if valid is not None:  # as the runner writes it (evidence.refresh)
+        (into / "valid.json").write_text(json.dumps(valid, indent=1) + "\n")
     return said
